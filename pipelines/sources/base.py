@@ -1,0 +1,133 @@
+"""What every dump reader is: a function from a unit of files to a stream of outcomes.
+
+A reader turns each input record into exactly one outcome:
+
+* a message: a ``dict`` keyed by ``MESSAGES`` column names (absent keys are null),
+* :class:`Quarantined`: the record is bad; it is kept with a reason code from
+  ``schemas.QUARANTINE_REASONS``,
+* :class:`Skipped`: the record is not speech (a join, a pin, a topic change) and is
+  counted under a named policy.
+
+So ``records == messages + quarantined + skipped`` holds by construction, as long as a
+reader never drops a record without yielding an outcome for it.
+
+A *unit* is the smallest group of files a reader must see together (a Slack export
+folder, a Stack Exchange site, all pages of a Discourse topic, one IRC channel's day
+files in date order). Units are independent of each other, so engines may read them in
+parallel (the Spark engine ships one unit per task).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Union
+
+import fsspec
+
+from schemas import QUARANTINE_REASONS
+
+EXCERPT_CHARS = 200
+MAX_TEXT_CHARS = 100_000  # messages longer than this are quarantined as too_large
+
+
+class SourceError(Exception):
+    """A dump file that cannot be read at all. The message names the file and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    source_uri: str
+    reason: str
+    detail: str
+    source_record: int | None = None
+    byte_offset: int | None = None
+    excerpt: str | bytes | None = None
+
+    def __post_init__(self):
+        if self.reason not in QUARANTINE_REASONS:
+            raise ValueError(f"unknown quarantine reason {self.reason!r}; known: {sorted(QUARANTINE_REASONS)}")
+
+    def row(self, format: str) -> dict:
+        ex = self.excerpt
+        if isinstance(ex, bytes):
+            ex = ex[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        return {
+            "format": format,
+            "source_uri": self.source_uri,
+            "source_record": self.source_record,
+            "byte_offset": self.byte_offset,
+            "reason": self.reason,
+            "detail": self.detail,
+            "excerpt": None if ex is None else ex[:EXCERPT_CHARS],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: str  # a policy name, e.g. "system_event", "action_post", "service_message"
+
+
+Outcome = Union[dict, Quarantined, Skipped]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A dump format.
+
+    ``units(paths)`` groups the expanded input paths into independent units (default: one
+    file per unit, in sorted order). ``read_unit(paths)`` yields one outcome per record.
+    """
+
+    format: str
+    description: str
+    read_unit: Callable[[list[str]], Iterator[Outcome]]
+    units: Callable[[list[str]], list[list[str]]] = field(default=lambda paths: [[p] for p in sorted(paths)])
+    # Which file names a landing-folder sensor should treat as dumps of this format.
+    file_patterns: tuple[str, ...] = ("*",)
+
+
+def open_binary(path: str):
+    """Open a local path or fsspec URL for binary reading, or raise SourceError naming it."""
+    try:
+        return fsspec.open(path, "rb").open()
+    except FileNotFoundError as e:
+        raise SourceError(f"{path}: file not found. Check the `paths` of this source in the corpus config.") from e
+    except (IsADirectoryError, PermissionError, OSError) as e:
+        raise SourceError(f"{path}: cannot be opened ({e}).") from e
+
+
+def excerpt(data: str | bytes | None) -> str | None:
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        data = data[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    return data[:EXCERPT_CHARS]
+
+
+def text_size_check(text: str, source_uri: str, record: int, raw: str | bytes | None = None) -> Quarantined | None:
+    """A ``too_large`` quarantine outcome if ``text`` is over the size cap, else None."""
+    if len(text) > MAX_TEXT_CHARS:
+        return Quarantined(source_uri, "too_large", f"text has {len(text)} characters (cap {MAX_TEXT_CHARS})",
+                           source_record=record, excerpt=raw if raw is not None else text)
+    return None
+
+
+def iter_lines_utf8(stream: io.BufferedIOBase) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (line number, byte offset, raw line without newline) from a binary stream."""
+    offset = 0
+    for n, line in enumerate(stream):
+        yield n, offset, line.rstrip(b"\r\n")
+        offset += len(line)
+
+
+def count_outcomes(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    c = {"messages": 0, "quarantined": 0, "skipped": 0}
+    for o in outcomes:
+        if isinstance(o, Quarantined):
+            c["quarantined"] += 1
+        elif isinstance(o, Skipped):
+            c["skipped"] += 1
+        else:
+            c["messages"] += 1
+    return c

@@ -1,0 +1,133 @@
+"""Tables on fsspec storage: each table a Parquet dataset directory ``OUT/<table>/``.
+
+Writes are atomic per directory: files go to a temporary sibling first and the finished
+directory replaces the old one by rename, so a crash leaves the previous good state
+readable and a re-run replaces exactly what it rewrites (a partition, a table).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from typing import Iterable
+
+import fsspec
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 65_536
+
+
+def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    return posixpath.join(url.rstrip("/"), *parts) if "://" in url else __import__("os").path.join(url, *parts)
+
+
+def _write_parquet(fs, path: str, table: pa.Table, row_group_rows: int) -> None:
+    with fs.open(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=row_group_rows,
+                       use_dictionary=True, write_statistics=True)
+
+
+def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_file: int = 1_000_000,
+                  row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None) -> list[str]:
+    """Replace the dataset directory ``url`` with ``tables`` (one or an iterable of batches).
+
+    Returns the relative file names written. An empty input still writes one empty file, so
+    the schema is readable. The directory appears whole or not at all.
+    """
+    fs, path = fs_and_path(url)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.makedirs(tmp, exist_ok=True)
+    if isinstance(tables, pa.Table):
+        tables = [tables]
+    names: list[str] = []
+    pending: list[pa.Table] = []
+    pending_rows = 0
+
+    def flush():
+        nonlocal pending, pending_rows
+        name = f"part-{len(names):05d}.parquet"
+        _write_parquet(fs, f"{tmp}/{name}", pa.concat_tables(pending), row_group_rows)
+        names.append(name)
+        pending, pending_rows = [], 0
+
+    try:
+        for t in tables:
+            schema = schema or t.schema
+            pending.append(t)
+            pending_rows += t.num_rows
+            if pending_rows >= rows_per_file:
+                flush()
+        if pending_rows or not names:
+            if not pending:
+                if schema is None:
+                    raise ValueError(f"{url}: nothing to write and no schema given")
+                pending = [schema.empty_table()]
+            flush()
+        old = f"{path}.old-{uuid.uuid4().hex[:8]}"
+        if fs.exists(path):
+            fs.mv(path, old, recursive=True)
+        fs.mv(tmp, path, recursive=True)
+        if fs.exists(old):
+            fs.rm(old, recursive=True)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
+    return names
+
+
+def write_table(url: str, table: pa.Table | pl.DataFrame, schema=None, **kw) -> list[str]:
+    """Write one table (Polars or Arrow), conformed to ``schema`` (a ``schemas.Table``) if given."""
+    if isinstance(table, pl.DataFrame):
+        table = table.to_arrow()
+    if schema is not None:
+        table = schema.conform(table)
+    return write_dataset(url, table, **kw)
+
+
+def dataset_files(url: str) -> list[str]:
+    fs, path = fs_and_path(url)
+    if not fs.exists(path):
+        return []
+    files = [p for p in fs.find(path) if p.endswith(".parquet") and ".tmp-" not in p and ".old-" not in p]
+    return sorted(files)
+
+
+def exists(url: str) -> bool:
+    return bool(dataset_files(url))
+
+
+def read_arrow(url: str, schema=None) -> pa.Table:
+    """Read every Parquet file under ``url`` (recursively) as one Arrow table."""
+    fs, _ = fs_and_path(url)
+    files = dataset_files(url)
+    if not files:
+        raise FileNotFoundError(f"{url}: no table here. Run the stage that writes it first.")
+    parts = []
+    for f in files:
+        with fs.open(f, "rb") as fh:
+            parts.append(pq.read_table(fh))
+    table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+    return schema.conform(table) if schema is not None else table
+
+
+def scan(url: str, schema=None) -> pl.LazyFrame:
+    """A Polars LazyFrame over the dataset at ``url`` (native scan for local paths)."""
+    fs, path = fs_and_path(url)
+    if schema is None and type(fs).__name__ == "LocalFileSystem":
+        files = dataset_files(url)
+        if not files:
+            raise FileNotFoundError(f"{url}: no table here. Run the stage that writes it first.")
+        return pl.scan_parquet(files)
+    return pl.from_arrow(read_arrow(url, schema)).lazy()
+
+
+def read(url: str, schema=None) -> pl.DataFrame:
+    return scan(url, schema).collect()

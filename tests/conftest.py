@@ -1,0 +1,45 @@
+"""Shared fixtures. Real sample dumps are read in place from ../shared/data/real (never copied)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = Path(os.environ.get("SOCIALCORPUS_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    """The folder of real public sample dumps (see its SOURCES.md)."""
+    if not REAL.is_dir():
+        pytest.fail(f"real sample data not found at {REAL}; set SOCIALCORPUS_REAL_DATA")
+    return REAL
+
+
+def real_sources(real: Path) -> list[dict]:
+    """One `[[sources]]` entry per format, pointing at the real samples in place."""
+    r = str(real)
+    return [
+        {"format": "reddit", "paths": [f"{r}/reddit/*.zst", f"{r}/reddit/*.ndjson"]},
+        {"format": "stackexchange", "paths": [f"{r}/stackexchange"]},
+        {"format": "discourse", "paths": [f"{r}/discourse/*.json"]},
+        {"format": "diplomacy", "paths": [f"{r}/diplomacy/train.jsonl"]},
+        {"format": "discord", "paths": [f"{r}/discord/dce-frontend-example-guild/*.json"]},
+        {"format": "slack", "paths": [f"{r}/slack/slack-export-viewer_testarchive"]},
+        {"format": "telegram", "paths": [f"{r}/telegram/*.json"]},
+        {"format": "irc", "paths": [f"{r}/irc/ubuntu/*/*/*/*.txt"]},
+    ]
+
+
+TEST_SECRET = "test-secret-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def real_config(real, tmp_path_factory):
+    """A CorpusConfig over every real sample, writing to a session temp dir."""
+    from pipelines.config import from_dict
+
+    out = tmp_path_factory.mktemp("real_out")
+    return from_dict({"out": str(out), "sources": real_sources(real),
+                      "tokenizer": {"vocab_size": 2000}}, base_dir=str(out))
