@@ -76,6 +76,42 @@ def _rows_to_table(rows: list[dict], fmt: str, quarantine: list[dict]) -> pa.Tab
         return MESSAGES.conform(pa.Table.from_pylist(good, schema=MESSAGES.arrow))
 
 
+@dataclass
+class UnitBatch:
+    """What reading part of a unit produced: message rows (Arrow), quarantine rows, skip counts."""
+
+    messages: pa.Table
+    quarantine: list[dict]
+    skipped: Counter
+    records: int
+
+
+def iter_unit_batches(format: str, unit: list[str], batch_rows: int = BATCH_ROWS) -> Iterator[UnitBatch]:
+    """Read one unit with the ``format`` reader, yielding a UnitBatch every ``batch_rows`` records.
+
+    This is the per-record work both engines share (Polars here, Spark inside ``mapInArrow``).
+    Summed over the batches: records == messages + quarantine + skipped.
+    """
+    reader = get_reader(format)
+    rows: list[dict] = []
+    qrows: list[dict] = []
+    skipped: Counter = Counter()
+    n = 0
+    for o in reader.read_unit(unit):
+        n += 1
+        if isinstance(o, Quarantined):
+            qrows.append(o.row(format))
+        elif isinstance(o, Skipped):
+            skipped[o.reason] += 1
+        else:
+            rows.append(o)
+        if n >= batch_rows:
+            yield UnitBatch(_rows_to_table(rows, format, qrows), qrows, skipped, n)
+            rows, qrows, skipped, n = [], [], Counter(), 0
+    if n:
+        yield UnitBatch(_rows_to_table(rows, format, qrows), qrows, skipped, n)
+
+
 def iter_ingest(format: str, paths: list[str], stats: IngestStats, log: logging.Logger | None = None,
                 quarantine_rows: list[dict] | None = None) -> Iterator[pa.Table]:
     """Yield message batches (Arrow, MESSAGES schema) while filling ``stats`` and ``quarantine_rows``."""
@@ -83,38 +119,22 @@ def iter_ingest(format: str, paths: list[str], stats: IngestStats, log: logging.
     log = log or logging.getLogger("socialcorpus.ingest")
     quarantine_rows = quarantine_rows if quarantine_rows is not None else []
     q_reasons, s_reasons = Counter(), Counter()
-    rows: list[dict] = []
     t0 = last = time.monotonic()
     units = reader.units(paths)
     stats.files += sum(len(u) for u in units)
     for unit in units:
-        for o in reader.read_unit(unit):
-            stats.records += 1
-            if isinstance(o, Quarantined):
-                quarantine_rows.append(o.row(format))
-                q_reasons[o.reason] += 1
-            elif isinstance(o, Skipped):
-                s_reasons[o.reason] += 1
-            else:
-                rows.append(o)
-                if len(rows) >= BATCH_ROWS:
-                    before = len(quarantine_rows)
-                    t = _rows_to_table(rows, format, quarantine_rows)
-                    for q in quarantine_rows[before:]:
-                        q_reasons[q["reason"]] += 1
-                    rows = []
-                    yield t
+        for b in iter_unit_batches(format, unit):
+            stats.records += b.records
+            quarantine_rows.extend(b.quarantine)
+            q_reasons.update(q["reason"] for q in b.quarantine)
+            s_reasons.update(b.skipped)
+            if b.messages.num_rows:
+                yield b.messages
             now = time.monotonic()
             if now - last > PROGRESS_EVERY_S:
                 last = now
                 log.info("ingest %s: %d records (%.0f/s), %d quarantined", format, stats.records,
                          stats.records / (now - t0), len(quarantine_rows))
-    if rows:
-        before = len(quarantine_rows)
-        t = _rows_to_table(rows, format, quarantine_rows)
-        for q in quarantine_rows[before:]:
-            q_reasons[q["reason"]] += 1
-        yield t
     stats.quarantined = sum(q_reasons.values())
     stats.skipped = sum(s_reasons.values())
     stats.messages = stats.records - stats.quarantined - stats.skipped

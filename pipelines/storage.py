@@ -60,27 +60,57 @@ def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_f
     try:
         for t in tables:
             schema = schema or t.schema
-            pending.append(t)
-            pending_rows += t.num_rows
-            if pending_rows >= rows_per_file:
-                flush()
+            while t.num_rows:
+                take = min(t.num_rows, rows_per_file - pending_rows)
+                pending.append(t.slice(0, take))
+                pending_rows += take
+                t = t.slice(take)
+                if pending_rows >= rows_per_file:
+                    flush()
         if pending_rows or not names:
             if not pending:
                 if schema is None:
                     raise ValueError(f"{url}: nothing to write and no schema given")
                 pending = [schema.empty_table()]
             flush()
-        old = f"{path}.old-{uuid.uuid4().hex[:8]}"
-        if fs.exists(path):
-            fs.mv(path, old, recursive=True)
-        fs.mv(tmp, path, recursive=True)
-        if fs.exists(old):
-            fs.rm(old, recursive=True)
+        _swap_in(fs, tmp, path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
         raise
     return names
+
+
+def _swap_in(fs, tmp: str, path: str) -> None:
+    """Replace directory ``path`` by the finished directory ``tmp`` (old one removed last)."""
+    old = f"{path}.old-{uuid.uuid4().hex[:8]}"
+    if fs.exists(path):
+        fs.mv(path, old, recursive=True)
+    fs.mv(tmp, path, recursive=True)
+    if fs.exists(old):
+        fs.rm(old, recursive=True)
+
+
+def write_spark(df, url: str) -> None:
+    """Write a Spark DataFrame as the dataset directory ``url``, atomically like write_dataset.
+
+    Spark writes into a temporary sibling (its own part files, zstd); the directory is
+    swapped in only after the job succeeded. Spark's _SUCCESS/.crc files are removed.
+    """
+    fs, path = fs_and_path(url)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp_url = url + tmp[len(path):] if url.endswith(path) else tmp
+    try:
+        df.write.mode("overwrite").option("compression", "zstd").parquet(tmp_url)
+        for p in fs.find(tmp):
+            name = posixpath.basename(p)
+            if name.startswith(("_", ".")) or name.endswith(".crc"):
+                fs.rm(p)
+        _swap_in(fs, tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
 
 
 def write_table(url: str, table: pa.Table | pl.DataFrame, schema=None, **kw) -> list[str]:

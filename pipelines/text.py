@@ -1,4 +1,11 @@
-"""Text normalisation shared by every reader: plain text, `\\n` newlines, entities unescaped."""
+"""Text normalisation shared by every reader: plain text, `\\n` newlines, entities unescaped.
+
+Three public functions, each total (never raises on odd input):
+
+* :func:`normalise_newlines` – `\\r\\n`/`\\r` to `\\n`, trailing blanks and runs of blank lines trimmed;
+* :func:`unescape` – HTML entities to characters (twice, for Pushshift's double escaping), then newlines;
+* :func:`html_to_text` – rendered HTML (Stack Exchange bodies, Discourse `cooked`) to plain text.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,22 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK = {"p", "div", "br", "li", "ul", "ol", "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
-          "tr", "table", "hr", "aside", "details", "summary", "section", "article", "header", "footer"}
+          "tr", "table", "hr", "aside", "details", "summary", "section", "article", "header", "footer",
+          "figure", "figcaption", "dl", "dt", "dd"}
 _SKIP = {"script", "style", "head", "template"}
+# Discourse wraps uploaded images in `<div class="meta">` holding the file name, pixel size and
+# byte size ("image 1024×768 120 KB"), and quote headers in `quote-controls`: page chrome, not speech.
+_SKIP_CLASSES = {"meta", "quote-controls"}
 _MULTI_NL = re.compile(r"\n{3,}")
 _TRAIL_WS = re.compile(r"[ \t]+\n")
+_SPACES = re.compile(r"[ \t\r\n\f]+")
+# Private-use sentinels marking where a blockquote opens and closes while the parser runs;
+# lines between them get a `> ` prefix once whitespace is settled. Input copies are removed first.
+_BQ_OPEN, _BQ_CLOSE = "\ue000", "\ue001"
 
 
 def normalise_newlines(text: str) -> str:
-    """`\\r\\n` and `\\r` become `\\n`; trailing spaces before newlines go; 3+ newlines become 2."""
+    """`\\r\\n` and `\\r` become `\\n`; trailing spaces before newlines go; 3+ newlines become 2; ends stripped."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _TRAIL_WS.sub("\n", text)
     return _MULTI_NL.sub("\n\n", text).strip()
@@ -22,11 +37,12 @@ def normalise_newlines(text: str) -> str:
 
 def unescape(text: str) -> str:
     """HTML entities (`&amp;`, `&#39;`, also double-escaped `&amp;gt;`) to characters, then newlines normalised."""
-    for _ in range(2):  # Pushshift bodies are sometimes escaped twice
-        new = html.unescape(text)
-        if new == text:
-            break
-        text = new
+    if "&" in text:
+        for _ in range(2):  # Pushshift bodies are sometimes escaped twice
+            new = html.unescape(text)
+            if new == text:
+                break
+            text = new
     return normalise_newlines(text)
 
 
@@ -36,13 +52,23 @@ class _Text(HTMLParser):
         self.parts: list[str] = []
         self.skip = 0
         self.pre = 0
+        self.skip_div = 0  # >0 while inside a skipped `<div class=meta>`: counts nested divs
 
     def handle_starttag(self, tag, attrs):
+        if self.skip_div:
+            if tag == "div":
+                self.skip_div += 1
+            return
+        if tag == "div" and _SKIP_CLASSES.intersection((dict(attrs).get("class") or "").split()):
+            self.skip_div = 1
+            return
         if tag in _SKIP:
             self.skip += 1
         elif tag == "pre":
             self.pre += 1
             self.parts.append("\n")
+        elif tag == "blockquote":
+            self.parts.append("\n" + _BQ_OPEN)
         elif tag == "li":
             self.parts.append("\n- ")
         elif tag == "img":
@@ -53,28 +79,53 @@ class _Text(HTMLParser):
             self.parts.append("\n")
 
     def handle_startendtag(self, tag, attrs):
-        self.handle_starttag(tag, attrs)
+        if tag in ("br", "hr", "img"):
+            self.handle_starttag(tag, attrs)
 
     def handle_endtag(self, tag):
+        if self.skip_div:
+            if tag == "div":
+                self.skip_div -= 1
+            return
         if tag in _SKIP:
             self.skip = max(0, self.skip - 1)
         elif tag == "pre":
             self.pre = max(0, self.pre - 1)
             self.parts.append("\n")
+        elif tag == "blockquote":
+            self.parts.append(_BQ_CLOSE + "\n")
         elif tag in _BLOCK:
             self.parts.append("\n")
 
     def handle_data(self, data):
-        if self.skip:
+        if self.skip or self.skip_div:
             return
-        self.parts.append(data if self.pre else re.sub(r"[ \t\r\n]+", " ", data))
+        data = data.replace(_BQ_OPEN, "").replace(_BQ_CLOSE, "")
+        self.parts.append(data if self.pre else _SPACES.sub(" ", data))
+
+
+def _quote_lines(text: str) -> str:
+    """Prefix each line inside blockquote sentinels with `> ` per nesting level; drop the sentinels."""
+    out, depth = [], 0
+    for line in text.split("\n"):
+        opens, closes = line.count(_BQ_OPEN), line.count(_BQ_CLOSE)
+        line_depth = depth + opens
+        depth = max(depth + opens - closes, 0)
+        if opens or closes:
+            line = line.replace(_BQ_OPEN, "").replace(_BQ_CLOSE, "").strip(" ")
+        if line_depth and line:
+            line = "> " * line_depth + line
+        out.append(line)
+    return "\n".join(out)
 
 
 def html_to_text(markup: str) -> str:
     """Render HTML (Stack Exchange bodies, Discourse `cooked`) to plain text.
 
-    Block elements become line breaks, list items `- `, images their alt text; scripts and
-    styles are dropped; whitespace inside `<pre>` is kept.
+    Block elements become line breaks, list items `- `, blockquote lines get a `> ` prefix
+    per level, images their alt text, links their text; scripts, styles and Discourse image
+    metadata are dropped; whitespace inside `<pre>` is kept; entities are decoded. The
+    result is normalised like :func:`normalise_newlines`. Never raises on malformed HTML.
     """
     if "<" not in markup and "&" not in markup:
         return normalise_newlines(markup)
@@ -83,4 +134,6 @@ def html_to_text(markup: str) -> str:
     p.close()
     text = "".join(p.parts)
     text = "\n".join(line.strip(" ") if not line.startswith("    ") else line.rstrip() for line in text.split("\n"))
+    if _BQ_OPEN in text:
+        text = _quote_lines(text)
     return normalise_newlines(text)

@@ -43,3 +43,14 @@ def real_config(real, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_out")
     return from_dict({"out": str(out), "sources": real_sources(real),
                       "tokenizer": {"vocab_size": 2000}}, base_dir=str(out))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session (starting one costs ~10 s)."""
+    from pipelines.engines.spark import SparkConfig, session
+
+    s = session(SparkConfig(master="local[2]", shuffle_partitions=4,
+                            conf={"spark.ui.enabled": "false", "spark.driver.memory": "2g"}))
+    yield s
+    s.stop()

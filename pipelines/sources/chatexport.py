@@ -1,0 +1,99 @@
+"""Helpers shared by the chat-app export readers (Discord, Slack, Telegram, Diplomacy).
+
+These exports are whole-file JSON documents (or JSON lines), so the same few things go wrong
+in each: an empty file, bytes that are not UTF-8, JSON that does not parse, a value of the
+wrong type. Each helper turns one of those into a :class:`Quarantined` outcome instead of an
+exception, so a reader can ``yield`` it and move on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from pipelines.sources.base import Quarantined, open_binary
+
+_EXCERPT_BYTES = 400
+
+
+def read_json_bytes(path: str, data: bytes) -> tuple[Any, Quarantined | None]:
+    """Parse ``data`` (the whole content of ``path``) as one JSON document.
+
+    Returns ``(document, None)`` or ``(None, quarantine)`` with reason ``empty_file``,
+    ``invalid_utf8`` or ``invalid_json``; the quarantine row stands for the whole file
+    (``source_record`` 0), because nothing inside an unparsable document can be trusted.
+    """
+    if not data.strip():
+        return None, Quarantined(path, "empty_file", "the file has no content", source_record=0, byte_offset=0,
+                                 excerpt=data)
+    if data.startswith(b"\xef\xbb\xbf"):  # a BOM is legal in front of JSON written by Windows tools
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, Quarantined(path, "invalid_utf8",
+                                 f"byte {e.start} is not UTF-8 ({e.reason}); the whole document is set aside",
+                                 source_record=0, byte_offset=e.start,
+                                 excerpt=data[max(0, e.start - 40): e.start + _EXCERPT_BYTES])
+    try:
+        return orjson.loads(data), None
+    except orjson.JSONDecodeError as e:
+        return None, Quarantined(path, "invalid_json", f"the document does not parse as JSON: {e}",
+                                 source_record=0, byte_offset=getattr(e, "pos", None), excerpt=data[:_EXCERPT_BYTES])
+
+
+def load_json_file(path: str) -> tuple[Any, Quarantined | None]:
+    """Read and parse the JSON document at ``path`` (local path or fsspec URL).
+
+    Raises ``SourceError`` if the file cannot be opened; every content problem comes back as
+    a quarantine outcome (see :func:`read_json_bytes`).
+    """
+    with open_binary(path) as f:
+        data = f.read()
+    return read_json_bytes(path, data)
+
+
+def parse_iso_utc(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime; naive times are taken as UTC.
+
+    Returns None for a missing or unreadable value (the caller decides whether that is fatal).
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def from_unix(value: Any) -> datetime | None:
+    """Unix seconds (int, float or numeric string, e.g. Slack `ts` ``"1452837318.000002"``) as UTC.
+
+    The fractional part is kept to the microsecond by string arithmetic (a float would round
+    ``.000002`` away). Returns None when the value is not a number or out of range.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        value = repr(value) if isinstance(value, float) else str(value)
+    if not isinstance(value, str):
+        return None
+    whole, _, frac = value.strip().partition(".")
+    if not whole.lstrip("-").isdigit() or (frac and not frac.isdigit()):
+        return None
+    micros = int((frac + "000000")[:6]) if frac else 0
+    try:
+        return datetime.fromtimestamp(int(whole), tz=timezone.utc).replace(microsecond=micros)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def to_json(obj: dict | None) -> str | None:
+    """A compact, key-sorted JSON string (deterministic bytes), or None for an empty/absent object."""
+    if not obj:
+        return None
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,227 @@
+"""Tokenizer stage: a byte-level BPE over the anonymised train split -> ``OUT/tokenizer.json``.
+
+Reads ``timeline`` (message text) and ``pair_examples`` (which messages the train split
+uses); trains a Hugging Face ``tokenizers`` byte-level BPE on exactly those messages, or
+loads a user-supplied ``tokenizer.json`` (``[tokenizer] path``), makes sure every special
+token of :data:`SPECIAL_TOKENS` is in it, and writes it atomically (temp name, then move).
+
+Special tokens come in two kinds (see docs/stages/tokenizer.md):
+
+* structural tokens (``<pad>``, ``<msg>``, roles, gap buckets, role-relative mentions) are
+  *special*: the shard builder inserts them by id and never matches them in text, so a
+  user who writes ``<msg>`` literally gets ordinary text tokens;
+* text tokens (PII placeholders and ``<mention>``) are *non-special added tokens*: the
+  anonymiser writes them into text and the tokenizer must turn each into one id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+import fsspec
+import polars as pl
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from pipelines import storage
+from schemas import EXAMPLES, TIMELINE
+from schemas.placeholders import MENTION_RE, PLACEHOLDERS, PSEUDONYM_HEX, PSEUDONYM_PREFIX
+from schemas.shards import ROLE_NAMES
+
+PAD, MSG, END = "<pad>", "<msg>", "</msg>"
+ROLE_TOKENS = tuple(f"<{r}>" for r in ROLE_NAMES)  # index = schemas.shards.ROLE_*
+# Gap buckets: (token, upper bound in seconds, exclusive). The gap is the time since the
+# previous message of the same stream as `pair_examples` computed it.
+GAP_BUCKETS = (
+    ("<gap:seconds>", 60.0),          # [0 s, 1 min)   (negative gaps from clock skew count here)
+    ("<gap:minutes>", 3600.0),        # [1 min, 1 h)
+    ("<gap:hours>", 86400.0),         # [1 h, 1 day)
+    ("<gap:days>", 7 * 86400.0),      # [1 day, 1 week)
+    ("<gap:weeks>", float("inf")),    # 1 week or more
+)
+GAP_NONE = "<gap:none>"        # a clocked message with no previous message (gap unknown)
+GAP_ORDINAL = "<gap:ordinal>"  # a source with only an order (Diplomacy): no clock, no gap
+MENTION = "<mention>"          # in text: a mention of a known author, before role resolution
+MENTION_ROLE_TOKENS = tuple(f"<mention:{r}>" for r in ROLE_NAMES)  # mention of self/other/third
+
+STRUCTURAL_TOKENS = (PAD, MSG, END, *ROLE_TOKENS, GAP_NONE, *(t for t, _ in GAP_BUCKETS), GAP_ORDINAL,
+                     *MENTION_ROLE_TOKENS)
+TEXT_TOKENS = (MENTION, *PLACEHOLDERS.values())
+SPECIAL_TOKENS = (*STRUCTURAL_TOKENS, *TEXT_TOKENS)  # trained tokenizers give them ids 0..len-1
+
+# A mention as the anonymiser writes it, or a literal `<mention>` a user typed: both become
+# the `<mention>` token, so the i-th match is the i-th `<mention>` id of the message.
+MENTION_OR_MARKER = rf"<@{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}>|{MENTION}"
+# (`<` and `>` are literals in both Python and Rust regex; placeholders are [A-Z_] only.)
+_TEXT_TOKEN_RE = "|".join([MENTION_RE.pattern, *TEXT_TOKENS])
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """``[tokenizer]``: how the vocabulary is made.
+
+    vocab_size: size of a trained vocabulary, special tokens included (default 32,000).
+    path: a user-supplied ``tokenizer.json`` (fsspec URL or path) used instead of training;
+        missing special tokens are appended to it.
+    min_frequency: a merge must occur this often in the training text (default 2).
+    max_training_messages: train on at most this many train-split messages, taken evenly
+        spaced in ``message_id`` order so the sample is deterministic (default 1,000,000).
+    """
+
+    vocab_size: int = 32_000
+    path: str | None = None
+    min_frequency: int = 2
+    max_training_messages: int = 1_000_000
+
+    def __post_init__(self):
+        if self.vocab_size < 256 + len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size = {self.vocab_size} is below the 256 byte symbols plus "
+                             f"{len(SPECIAL_TOKENS)} special tokens")
+        if self.min_frequency < 1:
+            raise ValueError(f"min_frequency = {self.min_frequency} must be >= 1")
+        if self.max_training_messages < 1:
+            raise ValueError(f"max_training_messages = {self.max_training_messages} must be >= 1")
+
+
+def mark_mentions(text: pl.Expr) -> pl.Expr:
+    """Text as the tokenizer sees it: every ``<@u…>`` mention replaced by ``<mention>``."""
+    return text.str.replace_all(MENTION_RE.pattern, MENTION)
+
+
+def mention_pseudonyms(text: pl.Expr) -> pl.Expr:
+    """Per message, the pseudonym of each ``<mention>`` token in order (null for a literal ``<mention>``)."""
+    return text.str.extract_all(MENTION_OR_MARKER).list.eval(
+        pl.when(pl.element() == MENTION).then(None).otherwise(pl.element().str.slice(2).str.strip_suffix(">")))
+
+
+def train(texts: Iterable[str], cfg: TokenizerConfig, length: int | None = None) -> Tokenizer:
+    """A byte-level BPE trained on ``texts`` with :data:`SPECIAL_TOKENS` at ids 0..n-1.
+
+    Texts should have mentions and placeholders removed (they are whole tokens anyway, and
+    a pseudonym must never become a vocabulary entry). Deterministic for the same input.
+    """
+    tok = Tokenizer(models.BPE())
+    # No normaliser: decoding gives back the exact text; ByteLevel covers every byte.
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                  special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer, length=length)
+    return with_special_tokens(tok)
+
+
+def with_special_tokens(tok: Tokenizer) -> Tokenizer:
+    """``tok`` with every special token present and flagged right (structural special, text tokens not).
+
+    Tokens already in the vocabulary keep their ids; missing ones are appended.
+    """
+    data = json.loads(tok.to_str())
+    added = {a["content"]: a for a in data.get("added_tokens", [])}
+    vocab = tok.get_vocab()
+    next_id = max(max(vocab.values(), default=-1), max((a["id"] for a in added.values()), default=-1)) + 1
+    for t in SPECIAL_TOKENS:
+        entry = added.get(t)
+        if entry is None:
+            tid = vocab.get(t)
+            if tid is None:
+                tid, next_id = next_id, next_id + 1
+            entry = {"id": tid, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                     "normalized": False, "special": True}
+            data.setdefault("added_tokens", []).append(entry)
+            added[t] = entry
+        entry["normalized"] = False
+        entry["special"] = t in STRUCTURAL_TOKENS
+    data["added_tokens"].sort(key=lambda a: a["id"])
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def load(url: str) -> Tokenizer:
+    """A ``tokenizer.json`` from any fsspec URL, ready for shard building.
+
+    Structural special tokens are *not* matched in text (``encode_special_tokens``), so only
+    the placeholders and ``<mention>`` in a message become special ids.
+    """
+    with fsspec.open(url, "rb") as f:
+        tok = Tokenizer.from_buffer(f.read())
+    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"{url}: tokenizer lacks the special tokens {missing}; rebuild it with the "
+                         f"tokenizer stage (it adds them to a user-supplied tokenizer.json)")
+    tok.encode_special_tokens = True
+    return tok
+
+
+def special_token_ids(tok: Tokenizer) -> dict[str, int]:
+    return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+
+
+def sha256_of(url: str) -> str:
+    with fsspec.open(url, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def write_atomic(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` under a temporary name, then move it into place."""
+    fs, path = storage.fs_and_path(url)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def train_split_texts(timeline: pl.LazyFrame, examples: pl.LazyFrame) -> pl.LazyFrame:
+    """Messages referenced by any train example (window, own or interlocutor stream), once each."""
+    E, T = EXAMPLES, TIMELINE
+    refs = [examples.filter(pl.col(E.split) == "train")
+            .select(pl.col(E.timeline_id).alias(T.timeline_id), pl.col(c).alias(T.seq)).explode(T.seq)
+            for c in (E.window_seqs, E.own_seqs, E.other_seqs)]
+    keys = pl.concat(refs).drop_nulls().unique()
+    return (timeline.select(T.timeline_id, T.seq, T.message_id, T.text)
+            .join(keys, on=[T.timeline_id, T.seq], how="semi"))
+
+
+def run(ctx) -> dict:
+    """Train (or load) the tokenizer and write ``OUT/tokenizer.json``.
+
+    Returns ``rows_in`` (train-split messages), ``rows_out`` (messages trained on),
+    ``dropped`` by reason, the vocabulary size, the file's sha256 and where it came from.
+    """
+    cfg: TokenizerConfig = ctx.config.section("tokenizer")
+    out_url = ctx.config.table_url("tokenizer.json")
+    if cfg.path:
+        with fsspec.open(cfg.path, "rb") as f:
+            tok = with_special_tokens(Tokenizer.from_buffer(f.read()))
+        rows_in = rows_out = 0
+        dropped: dict[str, int] = {}
+        source = "user"
+    else:
+        timeline = storage.scan(ctx.config.table_url(TIMELINE.name))
+        examples = storage.scan(ctx.config.table_url(EXAMPLES.name))
+        msgs = train_split_texts(timeline, examples).sort(TIMELINE.message_id).collect()
+        rows_in = msgs.height
+        step = -(-rows_in // cfg.max_training_messages)  # ceil: evenly spaced, deterministic
+        # Mentions and placeholders are whole tokens: strip them so no pseudonym hex (identity)
+        # and no placeholder spelling is learnt as merges.
+        texts = msgs.gather_every(max(step, 1)).select(
+            pl.col(TIMELINE.text).str.replace_all(_TEXT_TOKEN_RE, " "))[TIMELINE.text]
+        rows_out = texts.len()
+        dropped = {"over_max_training_messages": rows_in - rows_out}
+        ctx.log.info("tokenizer: training a %d BPE on %d train-split messages", cfg.vocab_size, rows_out)
+        tok = train(texts.to_list(), cfg, length=rows_out)
+        source = "trained"
+    data = tok.to_str().encode("utf-8")
+    write_atomic(out_url, data)
+    return {"rows_in": rows_in, "rows_out": rows_out, "dropped": dropped, "source": source,
+            "vocab_size": tok.get_vocab_size(), "sha256": hashlib.sha256(data).hexdigest(), "url": out_url}

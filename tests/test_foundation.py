@@ -1,0 +1,102 @@
+"""The foundation: schemas, config file, atomic storage, the reader registry."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from pipelines import storage
+from pipelines.config import ConfigError, from_dict, load
+from pipelines.sources import FORMATS, get_reader
+from schemas import ALL_TABLES, MESSAGES
+from schemas.docs import render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schema_docs_are_generated_from_the_declarations():
+    assert (ROOT / "docs" / "schema.md").read_text(encoding="utf-8") == render(), \
+        "docs/schema.md is stale: run `python -m schemas.docs`"
+
+
+def test_column_names_are_attributes_and_typos_fail():
+    assert MESSAGES.author_id == "author_id"
+    with pytest.raises(AttributeError, match="no column 'auther_id'"):
+        MESSAGES.auther_id
+
+
+def test_every_table_converts_to_polars():
+    for t in ALL_TABLES:
+        assert list(t.polars.names()) == t.names
+
+
+def test_conform_fills_optional_columns_and_rejects_missing_required():
+    t = pa.table({"message_id": ["m"], "platform": ["irc"]})
+    with pytest.raises(ValueError, match="required column 'community' is missing"):
+        MESSAGES.conform(t)
+
+
+def test_unknown_format_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known formats: reddit, stackexchange"):
+        get_reader("myspace")
+
+
+def test_every_format_has_a_registered_reader():
+    for f in FORMATS:
+        assert get_reader(f).format == f
+
+
+def test_config_resolves_paths_relative_to_the_file(tmp_path):
+    (tmp_path / "c.toml").write_text('out = "built"\n[[sources]]\nformat = "irc"\npaths = ["logs/*/*.txt"]\n')
+    cfg = load(str(tmp_path / "c.toml"))
+    assert cfg.out == str(tmp_path / "built")
+    assert cfg.sources[0].name == "irc" and cfg.sources[0].paths == (str(tmp_path / "logs/*/*.txt"),)
+    assert cfg.table_url("timeline") == str(tmp_path / "built" / "timeline")
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"sources": []}, "missing `out"),
+    ({"out": "o", "engine": "dask"}, "choose one of"),
+    ({"out": "o", "sources": [{"format": "myspace", "paths": ["x"]}]}, "known formats"),
+    ({"out": "o", "sources": [{"format": "irc"}]}, "has no `paths`"),
+    ({"out": "o", "histroy": {"n": 3}}, "unknown key or section 'histroy'"),
+])
+def test_config_errors_name_the_problem(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data, path="corpus.toml")
+
+
+def test_repeated_formats_get_distinct_source_names():
+    cfg = from_dict({"out": "o", "sources": [{"format": "irc", "paths": ["a"]}, {"format": "irc", "paths": ["b"]}]})
+    assert [s.name for s in cfg.sources] == ["irc", "irc-2"]
+
+
+def test_write_dataset_replaces_the_directory_whole(tmp_path):
+    url = str(tmp_path / "t")
+    storage.write_dataset(url, pa.table({"x": list(range(10))}), rows_per_file=4)
+    assert len(storage.dataset_files(url)) == 3
+    storage.write_dataset(url, pa.table({"x": [1]}))
+    assert storage.read(url)["x"].to_list() == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+def test_a_failed_write_leaves_the_previous_table(tmp_path):
+    url = str(tmp_path / "t")
+    storage.write_dataset(url, pa.table({"x": [1, 2]}))
+
+    def batches():
+        yield pa.table({"x": [3]})
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        storage.write_dataset(url, batches(), rows_per_file=1)
+    assert storage.read(url)["x"].to_list() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+def test_storage_works_on_memory_urls():
+    url = "memory://socialcorpus-test/t"
+    storage.write_table(url, pl.DataFrame({"x": [1, 2, 3]}))
+    assert storage.read(url)["x"].sum() == 6
