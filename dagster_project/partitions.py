@@ -29,7 +29,7 @@ from pipelines.sources import FORMATS
 MONTHLY_FORMATS = ("reddit",)
 # Reddit's first month; a partition for every month since, up to the current one (a dump of
 # a month in progress can arrive from Arctic Shift).
-REDDIT_MONTHS = MonthlyPartitionsDefinition(start_date="2005-06-01", end_offset=1, fmt="%Y-%m")
+REDDIT_MONTHS = MonthlyPartitionsDefinition(start_date="2005-06", end_offset=1, fmt="%Y-%m")
 MONTH_IN_NAME = re.compile(r"R[CS]_(\d{4})-(\d{2})")
 MAX_PEEK_BYTES = 1 << 20
 

@@ -22,8 +22,11 @@ from pipelines.context import RunContext
 OVERRIDES: dict[str, tuple[str, str]] = {
     "history_n": ("history", "n"),
     "history_k": ("history", "k"),
-    "split_seed": ("examples", "split_seed"),
-    "split_mode": ("examples", "split_mode"),
+    "split_salt": ("examples", "split_salt"),
+    "validation_fraction": ("examples", "validation_fraction"),
+    "test_fraction": ("examples", "test_fraction"),
+    "temporal_cutoff": ("examples", "temporal_cutoff"),
+    "user_disjoint": ("examples", "user_disjoint"),
     "tokenizer_vocab_size": ("tokenizer", "vocab_size"),
 }
 
@@ -36,8 +39,11 @@ class CorpusConfigResource(ConfigurableResource):
     engine: Optional[str] = Field(default=None, description="`polars` or `spark` (overrides `engine`).")
     history_n: Optional[int] = Field(default=None, description="[history] n: messages read before each message (1..10).")
     history_k: Optional[int] = Field(default=None, description="[history] k: the author's own previous messages.")
-    split_seed: Optional[int] = Field(default=None, description="[examples] split_seed: seed of the thread-hash split.")
-    split_mode: Optional[str] = Field(default=None, description="[examples] split_mode: how threads are split.")
+    split_salt: Optional[str] = Field(default=None, description="[examples] split_salt: salt of the thread-hash split.")
+    validation_fraction: Optional[float] = Field(default=None, description="[examples] validation_fraction.")
+    test_fraction: Optional[float] = Field(default=None, description="[examples] test_fraction.")
+    temporal_cutoff: Optional[str] = Field(default=None, description="[examples] temporal_cutoff: later threads go to test.")
+    user_disjoint: Optional[bool] = Field(default=None, description="[examples] user_disjoint: hold out users.")
     tokenizer_vocab_size: Optional[int] = Field(default=None, description="[tokenizer] vocab_size.")
 
     def load(self) -> cfgmod.CorpusConfig:

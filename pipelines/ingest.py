@@ -46,7 +46,8 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
     for pat in patterns:
         fs, path = fsspec.core.url_to_fs(pat)
         proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
-        if any(ch in path for ch in "*?["):
+        # A literal path wins over glob syntax: DiscordChatExporter names files "… [<id>].json".
+        if any(ch in path for ch in "*?[") and not fs.exists(path):
             hits = sorted(fs.glob(path))
             if not hits:
                 raise SourceError(f"{pat}: the pattern matches no file")

@@ -30,9 +30,13 @@ _BQ_OPEN, _BQ_CLOSE = "\ue000", "\ue001"
 
 def normalise_newlines(text: str) -> str:
     """`\\r\\n` and `\\r` become `\\n`; trailing spaces before newlines go; 3+ newlines become 2; ends stripped."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _TRAIL_WS.sub("\n", text)
-    return _MULTI_NL.sub("\n\n", text).strip()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if " \n" in text or "\t\n" in text:
+        text = _TRAIL_WS.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _MULTI_NL.sub("\n\n", text)
+    return text.strip()
 
 
 def unescape(text: str) -> str:
@@ -94,7 +98,7 @@ class _Text(HTMLParser):
             self.parts.append("\n")
         elif tag == "blockquote":
             self.parts.append(_BQ_CLOSE + "\n")
-        elif tag in _BLOCK:
+        elif tag in _BLOCK and tag != "li":  # the next `<li>` starts its own line; no blank line between items
             self.parts.append("\n")
 
     def handle_data(self, data):

@@ -100,3 +100,15 @@ def test_storage_works_on_memory_urls():
     url = "memory://socialcorpus-test/t"
     storage.write_table(url, pl.DataFrame({"x": [1, 2, 3]}))
     assert storage.read(url)["x"].sum() == 6
+
+
+def test_a_literal_path_with_glob_characters_is_used_as_is(tmp_path):
+    from pipelines.ingest import expand_paths
+    from pipelines.sources import SourceError
+
+    f = tmp_path / "Guild - general [1060927310439657577].json"
+    f.write_text("{}")
+    assert expand_paths([str(f)]) == [str(f)]
+    assert expand_paths([str(tmp_path / "*.json")]) == [str(f)]
+    with pytest.raises(SourceError, match="matches no file"):
+        expand_paths([str(tmp_path / "*.zst")])

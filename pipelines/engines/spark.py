@@ -82,7 +82,9 @@ def spark_schema(schema: pa.Schema, nullable: bool = False):
 # --- ingest ---------------------------------------------------------------------------------
 
 _KIND, _Q, _SKIP, _RECORDS = "_outcome", "_quarantine", "_skip_reason", "_records"
-_OUTCOMES = pa.schema([*MESSAGES.arrow, pa.field(_KIND, pa.string()), pa.field(_Q, pa.string()),
+# Every outcome is one row: message columns, or a quarantine row (JSON) or a skip count.
+_OUTCOMES = pa.schema([*(pa.field(f.name, f.type, nullable=True) for f in MESSAGES.arrow),
+                       pa.field(_KIND, pa.string()), pa.field(_Q, pa.string()),
                        pa.field(_SKIP, pa.string()), pa.field(_RECORDS, pa.int64())])
 
 
@@ -104,8 +106,8 @@ def _unit_outcomes(format: str):
                     extra = [{_KIND: "q", _Q: json.dumps(q, sort_keys=True)} for q in ub.quarantine]
                     extra += [{_KIND: "s", _SKIP: reason, _RECORDS: c} for reason, c in sorted(ub.skipped.items())]
                     if extra:
-                        parts.append(pa.Table.from_pylist(extra, schema=_OUTCOMES.with_metadata(None)))
-                    t = pa.concat_tables([p.cast(_OUTCOMES.with_metadata(None)) for p in parts])
+                        parts.append(pa.Table.from_pylist(extra, schema=_OUTCOMES))
+                    t = pa.concat_tables([p.cast(_OUTCOMES) for p in parts])
                     yield from t.to_batches()
 
     return run

@@ -8,13 +8,18 @@ exception, so a reader can ``yield`` it and move on.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
 from pipelines.sources.base import Quarantined, open_binary
+from schemas import MESSAGES
+
+# MESSAGES column names as plain attributes: ``Table.__getattr__`` is a slow path, and readers
+# build one dict per record. A typo is still an AttributeError.
+M = SimpleNamespace(**{name: name for name in MESSAGES.names})
 
 _EXCERPT_BYTES = 400
 
@@ -96,4 +101,4 @@ def to_json(obj: dict | None) -> str | None:
     """A compact, key-sorted JSON string (deterministic bytes), or None for an empty/absent object."""
     if not obj:
         return None
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()

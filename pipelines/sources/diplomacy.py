@@ -13,9 +13,8 @@ from typing import Any, Iterator
 import orjson
 
 from pipelines.sources.base import Outcome, Quarantined, Reader, iter_lines_utf8, open_binary, text_size_check
-from pipelines.sources.chatexport import to_json
+from pipelines.sources.chatexport import M, to_json
 from pipelines.text import normalise_newlines
-from schemas import MESSAGES as M
 
 PLATFORM = "diplomacy"
 # The parallel arrays that must all have one element per message.
@@ -157,5 +156,5 @@ READER = Reader(
     format=PLATFORM,
     description='"It Takes Two to Lie" Diplomacy dialogs (JSONL, one dialog per line, parallel arrays)',
     read_unit=read_unit,
-    file_patterns=("*.jsonl", "*.jsonl.gz"),
+    file_patterns=("*.jsonl",),
 )

@@ -1,0 +1,43 @@
+"""Ingest assets: one per dump format, partitioned by month (Reddit) or by configured source."""
+
+
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, asset
+
+from dagster_project.partitions import configured_formats, ingest_partition, partitions_def
+from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
+from dagster_project.results import RECORDS_CHECK, ingest_result
+from pipelines.config import CorpusConfig
+
+GROUP = "ingest"
+
+
+def raw_key(format: str) -> AssetKey:
+    return AssetKey(["messages_raw", format])
+
+
+def raw_asset(config: CorpusConfig, format: str) -> AssetsDefinition:
+    key = raw_key(format)
+
+    @asset(
+        key=key,
+        group_name=GROUP,
+        partitions_def=partitions_def(config, format),
+        description=f"The {format} dumps read into `messages_raw/<source>` and `quarantine/<source>`: every "
+                    "record is a message, a quarantine row with a reason, or a skip counted by policy.",
+        kinds={"python", "parquet"},
+        check_specs=[AssetCheckSpec(RECORDS_CHECK, asset=key, blocking=True,
+                                    description="records == messages + quarantined + skipped, as written")],
+        metadata={"format": format},
+    )
+    def _raw(context: AssetExecutionContext, corpus: CorpusConfigResource,
+             pseudonym_secret: PseudonymSecret) -> MaterializeResult:
+        ctx = run_context(corpus, pseudonym_secret, context.log)
+        summary = ingest_partition(ctx, format, context.partition_key)
+        return ingest_result(ctx.config, format, context.partition_key, summary)
+
+    return _raw
+
+
+def build(config: CorpusConfig) -> list[AssetsDefinition]:
+    """One raw asset per format that has a configured source."""
+    return [raw_asset(config, f) for f in configured_formats(config)]

@@ -1,0 +1,170 @@
+"""Asset checks: the stages' own check functions, run against the tables they wrote.
+
+Each check loads what it needs from storage and calls the check function that lives with
+its stage in ``pipelines/`` (so the CLI, the tests and Dagster agree on what "passed"
+means). A failing check names what failed and how many rows, with up to ten samples.
+Checks on the corpus's integrity are blocking: a failure stops downstream assets.
+"""
+
+
+import json
+
+import pyarrow.parquet as pq
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
+
+from dagster_project.metadata import dropped_total
+from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
+from pipelines import storage
+from pipelines.checks import CheckResult
+from pipelines.config import CorpusConfig
+
+
+def to_dagster(result: CheckResult, **extra) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=result.passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=result.description,
+        metadata={"failed_rows": result.failed_rows, "samples": json.dumps(result.samples[:10], default=str),
+                  **extra},
+    )
+
+
+def _rows(url: str) -> int:
+    """Rows of a Parquet dataset from file footers (no data read)."""
+    fs, _ = storage.fs_and_path(url)
+    total = 0
+    for f in storage.dataset_files(url):
+        with fs.open(f, "rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
+# --- the glue: load a table, call the stage's check -------------------------------------------------
+
+def ingest_conservation(config: CorpusConfig, tables: list[tuple[str, str]], summary: dict) -> CheckResult:
+    """records == messages + quarantined + skipped, and the written tables hold exactly those rows."""
+    r, m, q, s = (summary[k] for k in ("records", "messages", "quarantined", "skipped"))
+    written_m = sum(_rows(mu) for mu, _ in tables)
+    written_q = sum(_rows(qu) for _, qu in tables)
+    problems = []
+    if r != m + q + s:
+        problems.append(f"records {r} != messages {m} + quarantined {q} + skipped {s} ({r - m - q - s} unaccounted)")
+    if written_m != m:
+        problems.append(f"messages_raw holds {written_m} rows, the reader counted {m}")
+    if written_q != q:
+        problems.append(f"quarantine holds {written_q} rows, the reader counted {q}")
+    failed = abs(r - m - q - s) + abs(written_m - m) + abs(written_q - q)
+    return CheckResult("record_conservation", not problems, failed,
+                       "; ".join(problems) or f"{r} records = {m} messages + {q} quarantined + {s} skipped",
+                       [[u for u, _ in tables]])
+
+
+# pair examples count two flows (see pipelines.examples.examples_stats): messages in become
+# targets or are dropped, and candidate (author, interlocutor, target) rows become examples
+# or are capped away.
+EXAMPLE_CANDIDATE_DROPS = ("user_disjoint", "cap_target", "cap_pair", "cap_author")
+
+
+def stage_conservation(stage: str, summary: dict) -> CheckResult:
+    """A stage's counts add up: rows_in == rows_out + dropped (by reason); for examples, both of
+    messages_in == target_messages + message drops and candidates == rows_out + candidate drops."""
+    rin, rout, dropped = summary.get("rows_in"), summary.get("rows_out"), dropped_total(summary)
+    if stage == "examples" and "candidates" in summary:
+        by = summary.get("dropped_by_reason", {})
+        cand_drop = sum(v for k, v in by.items() if k in EXAMPLE_CANDIDATE_DROPS)
+        msg_drop = dropped - cand_drop
+        off_m = summary["messages_in"] - summary["target_messages"] - msg_drop
+        off_c = summary["candidates"] - rout - cand_drop
+        ok = off_m == 0 and off_c == 0
+        return CheckResult(f"{stage}_counts", ok, abs(off_m) + abs(off_c),
+                           f"messages_in {summary['messages_in']} = targets {summary['target_messages']} + "
+                           f"message drops {msg_drop} (off by {off_m}); candidates {summary['candidates']} = "
+                           f"examples {rout} + candidate drops {cand_drop} (off by {off_c})")
+    if rin is None or rout is None:
+        return CheckResult(f"{stage}_counts", False, 0, f"stage {stage} returned no rows_in/rows_out")
+    ok = rin == rout + dropped
+    return CheckResult(f"{stage}_counts", ok, abs(rin - rout - dropped),
+                       f"rows_in {rin} {'=' if ok else '!='} rows_out {rout} + dropped {dropped}"
+                       + ("" if ok else f" ({rin - rout - dropped} rows unaccounted)"))
+
+
+def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:
+    """No raw handle, e-mail, phone or the secret of `messages` survives in `messages_anon`."""
+    from pipelines.leaks import scan_leaks
+
+    raw = storage.read(config.table_url("messages"))
+    anon = storage.read(config.table_url("messages_anon"))
+    return scan_leaks(raw, anon, secret)
+
+
+def timeline_order(config: CorpusConfig) -> CheckResult:
+    from pipelines.timeline import check_order
+
+    return check_order(storage.read(config.table_url("timeline")))
+
+
+def histories_causal(config: CorpusConfig) -> CheckResult:
+    from pipelines.histories import check_causal
+
+    return check_causal(storage.read(config.table_url("reading_histories")))
+
+
+def no_split_leakage(config: CorpusConfig) -> CheckResult:
+    from pipelines.examples import check_split_leakage
+
+    return check_split_leakage(storage.read(config.table_url("pair_examples")))
+
+
+def manifests_verify(config: CorpusConfig) -> CheckResult:
+    """Every split's manifest.json matches its shards (rows, tokens, sha256)."""
+    from pipelines.shards import verify_manifest
+
+    root = config.table_url("shards")
+    fs, path = storage.fs_and_path(root)
+    manifests = sorted(p for p in fs.glob(f"{path}/*/manifest.json"))
+    if not manifests:
+        return CheckResult("manifest_checksums", False, 0, f"{root}: no <split>/manifest.json found")
+    proto = root.split("://", 1)[0] + "://" if "://" in root and not root.startswith("file://") else ""
+    results = [verify_manifest(proto + m if proto else m) for m in manifests]
+    failed = [r for r in results if not r.passed]
+    return CheckResult("manifest_checksums", not failed, sum(r.failed_rows for r in failed),
+                       "; ".join(r.description for r in (failed or results)),
+                       [s for r in failed for s in r.samples][:10])
+
+
+# --- the Dagster asset checks --------------------------------------------------------------------
+
+@asset_check(asset=AssetKey("messages_anon"), blocking=True,
+             description="No raw author handle, e-mail, phone number or the secret survives anonymisation.")
+def no_pii_leak_check(context: AssetCheckExecutionContext, corpus: CorpusConfigResource,
+                      pseudonym_secret: PseudonymSecret) -> AssetCheckResult:
+    ctx = run_context(corpus, pseudonym_secret, context.log)
+    return to_dagster(no_pii_leak(ctx.config, ctx.secret()))
+
+
+@asset_check(asset=AssetKey("timeline"), blocking=True,
+             description="`seq` is dense 0..n-1 per timeline and follows the sort key.")
+def timeline_order_check(context: AssetCheckExecutionContext, corpus: CorpusConfigResource) -> AssetCheckResult:
+    return to_dagster(timeline_order(corpus.load()))
+
+
+@asset_check(asset=AssetKey("reading_histories"), blocking=True,
+             description="Every referenced message is strictly earlier on its timeline.")
+def histories_causal_check(context: AssetCheckExecutionContext, corpus: CorpusConfigResource) -> AssetCheckResult:
+    return to_dagster(histories_causal(corpus.load()))
+
+
+@asset_check(asset=AssetKey("pair_examples"), blocking=True,
+             description="No thread has examples in two splits.")
+def split_leakage_check(context: AssetCheckExecutionContext, corpus: CorpusConfigResource) -> AssetCheckResult:
+    return to_dagster(no_split_leakage(corpus.load()))
+
+
+@asset_check(asset=AssetKey("token_shards"), blocking=True,
+             description="Each split's manifest.json matches its shard files (rows, tokens, sha256).")
+def manifest_checksums_check(context: AssetCheckExecutionContext, corpus: CorpusConfigResource) -> AssetCheckResult:
+    return to_dagster(manifests_verify(corpus.load()))
+
+
+ASSET_CHECKS = [no_pii_leak_check, timeline_order_check, histories_causal_check, split_leakage_check,
+                manifest_checksums_check]

@@ -1,0 +1,295 @@
+"""Shards stage: tokenised examples -> ``OUT/shards/<split>/part-*.parquet`` + ``manifest.json``.
+
+Reads ``timeline``, ``pair_examples`` and ``OUT/tokenizer.json``. Every message any
+example references is tokenised once; rows (``schemas.SHARD``) are assembled by gathering
+(pipelines/render.py). Per split: rows sorted by ``example_id`` then permuted by ``seed``
+(splits are cut upstream, before the shuffle), cut into files of about
+``target_file_bytes`` with near-equal token counts, zstd, row groups of ``row_group_rows``.
+Each file is written under a temporary name and renamed; its name carries its content
+hash, so a rewrite never replaces a file the previous manifest names. ``manifest.json``
+is written last (temp + rename); files no manifest names are removed after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import posixpath
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines import render, storage
+from pipelines import tokenizer as T
+from pipelines.checks import CheckResult
+from schemas import EXAMPLES as E
+from schemas import SHARD as S
+from schemas import SHARD_SCHEMA_VERSION
+from schemas import TIMELINE as TL
+
+SPLITS = ("train", "validation", "test")  # always written, empty ones with no shards
+MANIFEST = "manifest.json"
+TOKEN_DTYPE = "int32"
+# Repeated ids compress well as dictionaries; token lists do not.
+_DICT_COLUMNS = [S.self_id, S.other_id, S.thread_id, S.timeline_id, S.time_kind]
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    """``[shards]``: how examples become token shards.
+
+    seed: the global row shuffle within each split (default 0).
+    target_file_bytes: files are cut at about this size, estimated as tokens x
+        ``bytes_per_token`` (default 128 MiB).
+    row_group_rows: rows per Parquet row group, the loader's unit of shuffling (default 512).
+    max_message_tokens: a body longer than this keeps its first ``max_message_tokens``
+        tokens (then ``</msg>``); applies to targets too (default 1024).
+    max_window_tokens: rendered window budget; the oldest context messages are left out
+        until the window fits; the target is always kept (default 2048).
+    max_stream_tokens: rendered budget of the own and of the interlocutor stream each; the
+        oldest messages are left out first (default 2048).
+    bytes_per_token: the compressed-size estimate used to cut files (default 2.0, measured
+        about 1.3-1.9 on the demo corpus).
+    examples_per_batch: examples rendered at a time (bounds peak memory; default 100,000).
+    """
+
+    seed: int = 0
+    target_file_bytes: int = 128 * 2**20
+    row_group_rows: int = 512
+    max_message_tokens: int = 1024
+    max_window_tokens: int = 2048
+    max_stream_tokens: int = 2048
+    bytes_per_token: float = 2.0
+    examples_per_batch: int = 100_000
+
+    def __post_init__(self):
+        for name in ("target_file_bytes", "row_group_rows", "max_message_tokens", "max_window_tokens",
+                     "max_stream_tokens", "examples_per_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)} must be >= 1")
+        if self.max_window_tokens < self.max_message_tokens + render.PREFIX + render.SUFFIX:
+            raise ValueError(f"max_window_tokens = {self.max_window_tokens} must hold a whole target: at least "
+                             f"max_message_tokens + {render.PREFIX + render.SUFFIX} = "
+                             f"{self.max_message_tokens + render.PREFIX + render.SUFFIX}")
+        if self.max_stream_tokens < render.PREFIX + render.SUFFIX + 1:
+            raise ValueError(f"max_stream_tokens = {self.max_stream_tokens} is too small for any message")
+        if not self.bytes_per_token > 0:
+            raise ValueError(f"bytes_per_token = {self.bytes_per_token} must be > 0")
+
+
+def _join(url: str, *parts: str) -> str:
+    return storage.join(url, *parts)
+
+
+def _put_bytes(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling of ``path``, then rename it into place."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def cut_points(tokens: np.ndarray, n_files: int) -> list[int]:
+    """Row boundaries ``[0, …, rows]`` giving ``n_files`` contiguous slices of near-equal token sums.
+
+    Each boundary is the first row where the running token sum reaches k/n of the total,
+    so every file is within one row's tokens of the mean.
+    """
+    rows = len(tokens)
+    if rows == 0:
+        return [0]
+    n_files = max(1, min(n_files, rows))
+    cum = np.cumsum(tokens, dtype=np.int64)
+    goals = cum[-1] * np.arange(1, n_files) / n_files
+    inner = np.searchsorted(cum, goals, side="left") + 1
+    return sorted({0, rows, *(int(b) for b in inner if 0 < b < rows)})
+
+
+def shard_metadata(tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, time_kind: str,
+                   split: str) -> dict[bytes, bytes]:
+    """The key-value metadata every shard file carries (the trainer checks version and hash)."""
+    meta = dict(S.arrow.metadata or {})
+    meta.update({
+        b"schema_version": str(SHARD_SCHEMA_VERSION).encode(),
+        b"tokenizer_sha256": tokenizer_sha256.encode(),
+        b"vocab_size": str(vocab_size).encode(),
+        b"token_dtype": TOKEN_DTYPE.encode(),
+        b"special_tokens": json.dumps(ids).encode(),
+        b"time_kind": time_kind.encode(),
+        b"split": split.encode(),
+    })
+    return meta
+
+
+def _time_kind(table: pa.Table) -> str:
+    kinds = sorted(set(table.column(S.time_kind).unique().to_pylist()))
+    return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "wall")
+
+
+def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tokenizer_sha256: str,
+                ids: dict[str, int], vocab_size: int) -> dict:
+    """Write ``table`` (already shuffled) as the shard files + manifest of one split folder ``url``.
+
+    Returns the manifest. Guaranteed: the manifest appears last and names only complete
+    files; same table and config give byte-identical files; files of an earlier manifest
+    are removed only after the new manifest is in place.
+    """
+    fs, path = storage.fs_and_path(url)
+    fs.makedirs(path, exist_ok=True)
+    time_kind = _time_kind(table)
+    meta = shard_metadata(tokenizer_sha256, ids, vocab_size, time_kind, split)
+    table = table.replace_schema_metadata(meta)
+    tokens = table.column(S.n_tokens).to_numpy()
+    est = float(tokens.sum()) * cfg.bytes_per_token
+    bounds = cut_points(tokens, math.ceil(est / cfg.target_file_bytes))
+    shards = []
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        buf = io.BytesIO()
+        pq.write_table(table.slice(a, b - a), buf, compression="zstd", row_group_size=cfg.row_group_rows,
+                       use_dictionary=_DICT_COLUMNS)
+        data = buf.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        # The content hash in the name: a rewrite never overwrites a file the old manifest names.
+        name = f"part-{i:05d}-{sha[:12]}.parquet"
+        _put_bytes(fs, posixpath.join(path, name), data)
+        md = pq.ParquetFile(pa.BufferReader(data)).metadata
+        shards.append({"path": name, "rows": b - a, "tokens": int(tokens[a:b].sum()), "bytes": len(data),
+                       "sha256": sha, "row_groups": [md.row_group(k).num_rows for k in range(md.num_row_groups)]})
+    manifest = {
+        "schema_version": SHARD_SCHEMA_VERSION, "split": split, "tokenizer_sha256": tokenizer_sha256,
+        "vocab_size": vocab_size, "token_dtype": TOKEN_DTYPE, "special_tokens": ids, "time_kind": time_kind,
+        "rows": table.num_rows, "tokens": int(tokens.sum()),
+        "target_tokens": int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0),
+        "shards": shards,
+    }
+    _put_bytes(fs, posixpath.join(path, MANIFEST), (json.dumps(manifest, indent=1) + "\n").encode())
+    keep = {MANIFEST, *(s["path"] for s in shards)}
+    for p in fs.ls(path, detail=False):
+        if posixpath.basename(p) not in keep:
+            fs.rm(p, recursive=True)
+    return manifest
+
+
+def verify_manifest(manifest_url: str) -> CheckResult:
+    """Check a split's ``manifest.json`` against its files.
+
+    Every listed shard must exist and match its sha256, bytes, rows, row groups, token sum
+    and the manifest's tokenizer hash; the totals must add up. ``failed_rows`` counts the
+    shards (and totals) that do not.
+    """
+    name = "shard_manifest"
+    fs, mpath = storage.fs_and_path(manifest_url)
+    if not fs.exists(mpath):
+        return CheckResult(name, False, 1, f"{manifest_url}: no manifest")
+    man = json.loads(fs.cat_file(mpath))
+    folder = posixpath.dirname(mpath)
+    bad, rows, tokens = [], 0, 0
+    for s in man["shards"]:
+        p = posixpath.join(folder, s["path"])
+        if not fs.exists(p):
+            bad.append(f"{s['path']}: missing")
+            continue
+        data = fs.cat_file(p)
+        if hashlib.sha256(data).hexdigest() != s["sha256"] or len(data) != s["bytes"]:
+            bad.append(f"{s['path']}: sha256 or size differs from the manifest")
+            continue
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        md = pf.metadata
+        got_rg = [md.row_group(k).num_rows for k in range(md.num_row_groups)]
+        got_tokens = int(pc.sum(pf.read(columns=[S.n_tokens]).column(0)).as_py() or 0)
+        file_sha = (pf.schema_arrow.metadata or {}).get(b"tokenizer_sha256", b"").decode()
+        if md.num_rows != s["rows"] or got_rg != s["row_groups"] or got_tokens != s["tokens"]:
+            bad.append(f"{s['path']}: rows/row groups/tokens {md.num_rows}/{got_rg}/{got_tokens} differ "
+                       f"from the manifest's {s['rows']}/{s['row_groups']}/{s['tokens']}")
+        elif file_sha != man["tokenizer_sha256"]:
+            bad.append(f"{s['path']}: tokenizer_sha256 {file_sha} differs from the manifest's")
+        rows += md.num_rows
+        tokens += got_tokens
+    if not bad and (rows != man["rows"] or tokens != man["tokens"]):
+        bad.append(f"totals: shards hold {rows} rows / {tokens} tokens, manifest says {man['rows']} / {man['tokens']}")
+    desc = (f"{manifest_url}: {len(man['shards'])} shards exist and match sha256, rows, row groups and tokens"
+            if not bad else f"{manifest_url}: " + "; ".join(bad[:3]))
+    return CheckResult(name, not bad, len(bad), desc, bad[:10])
+
+
+def referenced_messages(timeline: pl.LazyFrame, examples: pl.DataFrame) -> pl.DataFrame:
+    """The timeline rows any example references, in (timeline_id, seq) order."""
+    keys = pl.concat([examples.lazy().select(pl.col(E.timeline_id).alias(TL.timeline_id),
+                                             pl.col(c).alias(TL.seq)).explode(TL.seq)
+                      for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
+    return (timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at,
+                            TL.time_kind)
+            .join(keys, on=[TL.timeline_id, TL.seq], how="semi")
+            .sort(TL.timeline_id, TL.seq).collect())
+
+
+def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig
+                      ) -> tuple[pa.Table, dict[str, int]]:
+    """One split's rows: sorted by example_id, permuted by ``cfg.seed``, rendered in batches."""
+    ex = examples.sort(E.example_id)
+    perm = np.random.default_rng(cfg.seed).permutation(ex.height)
+    ex = ex[perm]
+    parts, dropped = [], {"window": 0, "own": 0, "other": 0}
+    for a in range(0, ex.height, cfg.examples_per_batch):
+        t, d = render.render_examples(mt, tok, ex.slice(a, cfg.examples_per_batch),
+                                      max_window_tokens=cfg.max_window_tokens,
+                                      max_stream_tokens=cfg.max_stream_tokens)
+        parts.append(t)
+        dropped = {k: dropped[k] + d[k] for k in dropped}
+    table = pa.concat_tables(parts) if parts else S.arrow.empty_table()
+    return table, dropped
+
+
+def run(ctx) -> dict:
+    """Build every split's shards and manifest from the examples and the tokenizer.
+
+    Returns ``rows_in`` (examples), ``rows_out`` (shard rows; no example is dropped),
+    ``dropped`` (empty), messages left out by token budgets or truncated, per-split rows,
+    tokens and shard counts, and the tokens/s of rendering + writing.
+    """
+    cfg: ShardsConfig = ctx.config.section("shards")
+    tok_url = ctx.config.table_url("tokenizer.json")
+    tok = T.load(tok_url)
+    tok_sha = T.sha256_of(tok_url)
+    ids = T.special_token_ids(tok)
+    examples = storage.read(ctx.config.table_url(E.name))
+    t0 = time.monotonic()
+    msgs = referenced_messages(storage.scan(ctx.config.table_url(TL.name)), examples)
+    mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens,
+                                  extra_ids=[examples[E.self_id], examples[E.other_id]])
+    t_tok = time.monotonic() - t0
+    splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
+    summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "messages_tokenised": msgs.height,
+               "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
+               "messages_over_budget": {"window": 0, "own": 0, "other": 0}, "splits": {}}
+    total_tokens = 0
+    t1 = time.monotonic()
+    for split in splits:
+        table, dropped = build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg)
+        man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
+                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size())
+        summary["rows_out"] += man["rows"]
+        summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
+        summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
+        total_tokens += man["tokens"]
+    t_shards = time.monotonic() - t1
+    summary["shard_tokens"] = total_tokens
+    summary["tokenise_seconds"] = round(t_tok, 3)
+    summary["assemble_write_seconds"] = round(t_shards, 3)
+    summary["shard_tokens_per_s"] = round(total_tokens / max(t_tok + t_shards, 1e-9))
+    ctx.log.info("shards: %d rows, %d tokens, %.0f tokens/s", summary["rows_out"], total_tokens,
+                 summary["shard_tokens_per_s"])
+    return summary

@@ -1,0 +1,352 @@
+"""Reddit: Pushshift / Arctic Shift comment and submission dumps (NDJSON, `.zst` or plain).
+
+One file is one unit. Lines are streamed: `.zst` files through a zstd decompressor with the
+2 GiB window the monthly dumps declare, everything else as plain bytes; lines are split on
+`\\n` bytes, which never occur inside a UTF-8 multi-byte character, so no character is split.
+Each line becomes one outcome. See docs/formats/reddit.md for the field mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import orjson
+import zstandard
+
+from pipelines.sources.base import Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
+from pipelines.text import unescape
+from schemas import MESSAGES as M
+
+PLATFORM = "reddit"
+CHUNK_BYTES = 1 << 20
+FEED_BYTES = 1 << 16  # compressed bytes per decompressor call
+MAX_WINDOW = 2**31  # monthly dumps are written with --long=31
+MAX_LINE_BYTES = 64 << 20  # a "line" longer than this is not a record: quarantine it rather than hold it
+# Reddit launched in June 2005; anything before 2005 or after 2100 is a broken timestamp.
+MIN_TIME_S, MAX_TIME_S = 1_104_537_600, 4_102_444_800
+REMOVED_BODIES = ("[deleted]", "[removed]")
+DELETED_AUTHORS = ("[deleted]", "[removed]")
+# Accounts known to be bots; names ending in `_bot`, `-bot`, `Bot` or `BOT` are treated as bots too.
+KNOWN_BOTS = frozenset({"automoderator", "sneakpeekbot", "remindmebot", "wikitextbot", "totesmessenger",
+                        "repostsleuthbot", "savevideo", "alphabetorderbot", "b0trank", "converter-bot",
+                        "haikusbot", "imguralbumbot", "nice-scores", "timezone_bot", "vredditdownloader"})
+_BOT_SUFFIX = re.compile(r"(?:[_-][Bb][Oo][Tt]|[a-z0-9]Bot|BOT)$")
+_PREFIXES = ("t1_", "t3_")
+# Column names resolved once: the message dict is built by zipping these with the values.
+_COLUMNS = (M.message_id, M.platform, M.community, M.thread_id, M.parent_id, M.author_id, M.author_name,
+            M.author_kind, M.created_at, M.time_kind, M.time_precision, M.order_in_source, M.kind, M.title,
+            M.text, M.score, M.edited_at, M.retrieved_at, M.extra, M.source_uri, M.source_record)
+
+
+def is_bot(username: str) -> bool:
+    """Whether a Reddit username is AutoModerator, a known bot, or named like one (`*_bot`, `*Bot`)."""
+    return username.lower() in KNOWN_BOTS or bool(_BOT_SUFFIX.search(username))
+
+
+# --- streaming lines ---------------------------------------------------------------------------
+
+def _chunks(path: str, stream) -> Iterator[bytes | Quarantined]:
+    """Decompressed chunks of ``stream``; a final Quarantined if the zstd data is truncated or corrupt."""
+    if not path.endswith(".zst"):
+        while chunk := stream.read(CHUNK_BYTES):
+            yield chunk
+        return
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    dobj = dctx.decompressobj()
+    out_bytes = 0
+    in_bytes = 0
+    # Small compressed slices: on corrupt data, everything decoded before the bad block is kept.
+    while raw := stream.read(FEED_BYTES):
+        in_bytes += len(raw)
+        try:
+            while raw:
+                if dobj.eof:  # several frames (concatenated dumps): a fresh object per frame
+                    dobj = dctx.decompressobj()
+                data = dobj.decompress(raw)
+                if data:
+                    out_bytes += len(data)
+                    yield data
+                raw = dobj.unused_data if dobj.eof else b""
+        except zstandard.ZstdError as e:
+            yield Quarantined(path, "corrupt", f"zstd data fails to decode near compressed byte {in_bytes}: {e}",
+                              byte_offset=out_bytes)
+            return
+    if in_bytes and not dobj.eof:
+        yield Quarantined(path, "truncated",
+                          f"the zstd stream ends in the middle of a frame after {in_bytes} compressed bytes; "
+                          "the rest of the file is missing (re-download it)", byte_offset=out_bytes)
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
+    """(line number, decompressed byte offset, raw line) for each non-blank line of a dump file.
+
+    A truncated or corrupt `.zst` ends with one Quarantined (``truncated``/``corrupt``); the
+    incomplete last line of a truncated stream is reported in it rather than parsed.
+    Raises SourceError if the file cannot be opened.
+    """
+    with open_binary(path) as stream:
+        buf = b""
+        offset = 0  # decompressed byte offset of buf[0]
+        n = 0
+        discarding = False  # inside an over-long line, dropping bytes up to its newline
+        for chunk in _chunks(path, stream):
+            if isinstance(chunk, Quarantined):
+                tail = buf.strip()
+                yield Quarantined(chunk.source_uri, chunk.reason,
+                                  chunk.detail + (f"; incomplete last line of {len(buf)} bytes" if tail else ""),
+                                  source_record=n, byte_offset=offset, excerpt=tail or None)
+                return
+            start = 0
+            if discarding:
+                nl = chunk.find(b"\n")
+                if nl == -1:
+                    offset += len(chunk)
+                    continue
+                discarding = False
+                offset += nl + 1
+                chunk = chunk[nl + 1:]
+            buf += chunk
+            while (end := buf.find(b"\n", start)) != -1:
+                line = buf[start:end]
+                if line.strip():
+                    yield n, offset + start, line
+                    n += 1
+                start = end + 1
+            offset += start
+            buf = buf[start:]
+            if len(buf) > MAX_LINE_BYTES:
+                yield Quarantined(path, "too_large", f"line {n} is longer than {MAX_LINE_BYTES} bytes",
+                                  source_record=n, byte_offset=offset, excerpt=buf[:800])
+                n += 1
+                offset += len(buf)
+                buf = b""
+                discarding = True
+        if buf.strip() and not discarding:
+            yield n, offset, buf
+
+
+# --- one record --------------------------------------------------------------------------------
+
+def _q(path: str, n: int, off: int, reason: str, detail: str, raw: bytes) -> Quarantined:
+    return Quarantined(path, reason, detail, source_record=n, byte_offset=off, excerpt=raw)
+
+
+def _seconds(value) -> float | None:
+    """Epoch seconds from an int, float or numeric string; None if it is none of those."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _micros(value) -> int | None:
+    s = _seconds(value)
+    if s is None or not (MIN_TIME_S <= s < MAX_TIME_S):
+        return None
+    return int(round(s * 1_000_000))
+
+
+def _bare(fullname: str) -> str:
+    return fullname[3:] if fullname[:3] in _PREFIXES else fullname
+
+
+def _int_or_none(value) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value:
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _compact(d: dict) -> str | None:
+    d = {k: v for k, v in d.items() if v is not None and v is not False and v != "" and v != 0}
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() if d else None
+
+
+def parse_record(obj, path: str, n: int, off: int, raw: bytes) -> Outcome:
+    """One decoded JSON line -> a message dict or a Quarantined (never raises).
+
+    Comments (`body`) become kind `comment` with parent/thread from `parent_id`/`link_id`;
+    submissions (`title`/`selftext`) kind `post` threading themselves.
+    """
+    if not isinstance(obj, dict):
+        return _q(path, n, off, "wrong_type", f"line {n} is JSON {type(obj).__name__}, not an object", raw)
+    is_comment = "body" in obj
+    if not is_comment and "title" not in obj and "selftext" not in obj:
+        return _q(path, n, off, "missing_field", f"line {n} has neither `body` (comment) nor `title` (submission)", raw)
+
+    rid = obj.get("id")
+    if rid is None and isinstance(obj.get("name"), str):
+        rid = obj["name"]
+    if rid is None:
+        return _q(path, n, off, "missing_field", f"line {n} has no `id`", raw)
+    if not isinstance(rid, str) or not rid:
+        return _q(path, n, off, "wrong_type", f"line {n}: `id` is {type(rid).__name__} {rid!r}, not a string", raw)
+    rid = _bare(rid)
+
+    if "created_utc" not in obj or obj["created_utc"] is None:
+        return _q(path, n, off, "missing_field", f"line {n} (id {rid}) has no `created_utc`", raw)
+    created = _micros(obj["created_utc"])
+    if created is None:
+        return _q(path, n, off, "bad_time", f"line {n} (id {rid}): `created_utc` {obj['created_utc']!r} "
+                  "is not epoch seconds between 2005 and 2100", raw)
+
+    sub = obj.get("subreddit")
+    if sub is None:
+        return _q(path, n, off, "missing_field", f"line {n} (id {rid}) has no `subreddit`", raw)
+    if not isinstance(sub, str):
+        return _q(path, n, off, "wrong_type", f"line {n} (id {rid}): `subreddit` is {type(sub).__name__}", raw)
+
+    author = obj.get("author")
+    if author is not None and not isinstance(author, str):
+        return _q(path, n, off, "wrong_type", f"line {n} (id {rid}): `author` is {type(author).__name__}", raw)
+    if author is None or author in DELETED_AUTHORS or author == "":
+        author_id = author_name = None
+        author_kind = "deleted"
+    else:
+        author_id = author_name = author
+        author_kind = "bot" if is_bot(author) else "user"
+
+    extra: dict = {}
+    if is_comment:
+        body = obj["body"]
+        if body is None:
+            return _q(path, n, off, "missing_field", f"line {n} (id {rid}): `body` is null", raw)
+        if not isinstance(body, str):
+            return _q(path, n, off, "wrong_type", f"line {n} (id {rid}): `body` is {type(body).__name__}", raw)
+        link = obj.get("link_id")
+        if link is None:
+            return _q(path, n, off, "missing_field", f"line {n} (comment {rid}) has no `link_id`", raw)
+        parent = obj.get("parent_id")
+        if not isinstance(link, str) or (parent is not None and not isinstance(parent, str)):
+            return _q(path, n, off, "wrong_type", f"line {n} (comment {rid}): `link_id`/`parent_id` not strings", raw)
+        message_id = f"{PLATFORM}:t1_{rid}"
+        thread_id = f"{PLATFORM}:t3_{_bare(link)}"
+        # A parent without a prefix is read as a comment unless it is the submission itself.
+        if parent is None:
+            parent_id = thread_id
+        elif parent[:3] in _PREFIXES:
+            parent_id = f"{PLATFORM}:{parent}"
+        else:
+            parent_id = thread_id if parent == _bare(link) else f"{PLATFORM}:t1_{parent}"
+        kind, title = "comment", None
+        if body in REMOVED_BODIES:
+            extra["removed"] = body.strip("[]")
+            text = ""
+        else:
+            text = unescape(body)
+        extra.update(distinguished=obj.get("distinguished"), stickied=obj.get("stickied"),
+                     controversiality=_int_or_none(obj.get("controversiality")),
+                     is_submitter=obj.get("is_submitter"))
+    else:
+        title_raw = obj.get("title")
+        if title_raw is not None and not isinstance(title_raw, str):
+            return _q(path, n, off, "wrong_type", f"line {n} (submission {rid}): `title` is {type(title_raw).__name__}", raw)
+        selftext = obj.get("selftext") or ""
+        if not isinstance(selftext, str):
+            return _q(path, n, off, "wrong_type", f"line {n} (submission {rid}): `selftext` is {type(selftext).__name__}", raw)
+        message_id = thread_id = f"{PLATFORM}:t3_{rid}"
+        parent_id = None
+        kind = "post"
+        title = unescape(title_raw) if title_raw else None
+        url = obj.get("url") if isinstance(obj.get("url"), str) else None
+        is_self = obj.get("is_self")
+        if selftext in REMOVED_BODIES:
+            extra["removed"] = selftext.strip("[]")
+            text = ""
+        elif not selftext and is_self is False and url:
+            # A link post says its link: the URL is its body (the title stays in `title`).
+            text = unescape(url)
+            extra["link_post"] = True
+        else:
+            text = unescape(selftext)
+        cp = obj.get("crosspost_parent")
+        extra.update(domain=obj.get("domain"), over_18=obj.get("over_18"),
+                     num_comments=_int_or_none(obj.get("num_comments")), stickied=obj.get("stickied"),
+                     distinguished=obj.get("distinguished"),
+                     crosspost_parent=f"{PLATFORM}:{cp}" if isinstance(cp, str) else None)
+
+    too_big = text_size_check(text, path, n, raw)
+    if too_big is not None:
+        return Quarantined(too_big.source_uri, too_big.reason, too_big.detail, n, off, too_big.excerpt)
+
+    edited = obj.get("edited")
+    edited_at = None
+    if edited is True:
+        extra["edited"] = True  # old dumps say only that it was edited, not when
+    elif edited not in (None, False, 0, "false"):
+        edited_at = _micros(edited)
+        if edited_at is None:
+            extra["edited"] = True
+
+    meta = obj.get("_meta") if isinstance(obj.get("_meta"), dict) else {}
+    # Arctic Shift re-crawls a record ~36 h later and stores the newer values with the 2nd time.
+    retrieved_at = _micros(meta.get("retrieved_2nd_on")) or _micros(obj.get("retrieved_on")) \
+        or _micros(obj.get("retrieved_utc"))
+    if meta.get("removal_type"):
+        extra["removal_type"] = meta["removal_type"]
+    if meta.get("was_deleted_later"):
+        extra["deleted_later"] = True
+
+    return dict(zip(_COLUMNS, (
+        message_id, PLATFORM, f"r/{sub}", thread_id, parent_id, author_id, author_name, author_kind,
+        created, "wall", "second", n, kind, title, text, _int_or_none(obj.get("score")), edited_at,
+        retrieved_at, _compact(extra), path, n)))
+
+
+def read_file(path: str) -> Iterator[Outcome]:
+    """Every record of one Reddit dump file as outcomes, in file order.
+
+    Guarantees one outcome per non-blank line, plus one ``empty_file`` quarantine for a file
+    without records and one ``truncated``/``corrupt`` quarantine where a `.zst` stream breaks.
+    Raises SourceError only if the file cannot be opened.
+    """
+    records = 0
+    for item in iter_lines(path):
+        records += 1
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        n, off, raw = item
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as u:
+                yield _q(path, n, off, "invalid_utf8", f"line {n}: {u}", raw)
+                continue
+            yield _q(path, n, off, "invalid_json", f"line {n}: {e}", raw)
+            continue
+        yield parse_record(obj, path, n, off, raw)
+    if records == 0:
+        yield Quarantined(path, "empty_file", "the file holds no records", source_record=0, byte_offset=0)
+
+
+def read_unit(paths: list[str]) -> Iterator[Outcome]:
+    for path in paths:
+        yield from read_file(path)
+
+
+READER = Reader(
+    format=PLATFORM,
+    description="Pushshift / Arctic Shift Reddit comments and submissions, NDJSON (.zst streamed, or plain)",
+    read_unit=read_unit,
+    file_patterns=("RC_*.zst", "RS_*.zst", "*.zst", "*.ndjson", "*.jsonl", "*.json"),
+)
+
+__all__ = ["READER", "read_file", "iter_lines", "parse_record", "is_bot", "SourceError"]

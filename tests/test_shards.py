@@ -1,0 +1,319 @@
+"""The shards stage: rendering round trip, loss mask, manifests, readers, determinism, atomicity.
+
+Inputs: generated `timeline` + `pair_examples` from real Diplomacy and Reddit texts (see
+tests/test_tokenizer.py `make_inputs`); the last test runs the real pipeline end to end.
+"""
+
+import json
+import re
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import shards as SH
+from pipelines import storage
+from pipelines import tokenizer as T
+from schemas import EXAMPLES as E
+from schemas import SHARD as S
+from schemas import SHARD_SCHEMA_VERSION
+from schemas import TIMELINE as TL
+from schemas.shards import ROLE_NAMES
+from test_tokenizer import _ctx, make_inputs
+
+SMALL = {"target_file_bytes": 20_000, "row_group_rows": 16}
+MANIFEST_KEYS = ["schema_version", "split", "tokenizer_sha256", "vocab_size", "token_dtype", "special_tokens",
+                 "time_kind", "rows", "tokens", "target_tokens", "shards"]
+
+
+def _build(out, real, **shards):
+    timeline, examples = make_inputs(real, out)
+    ctx = _ctx(out, tokenizer={"vocab_size": 1000}, shards={**SMALL, **shards})
+    T.run(ctx)
+    return timeline, examples, SH.run(ctx)
+
+
+@pytest.fixture(scope="module")
+def built(real, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shards"))
+    timeline, examples, summary = _build(out, real)
+    tok = T.load(storage.join(out, "tokenizer.json"))
+    rows = pl.concat([pl.read_parquet(storage.join(out, "shards", s, "*.parquet")) for s in SH.SPLITS])
+    return out, timeline, examples, summary, tok, rows
+
+
+def _role(author, self_id, other_id):
+    return 0 if author == self_id else 1 if author == other_id else 2
+
+
+def _expected_body(text, self_id, other_id):
+    """Slow reference: the anonymised text with each mention made role-relative."""
+    def sub(m):
+        p = m.group(0)[2:-1] if m.group(0) != T.MENTION else None
+        return f"<mention:{ROLE_NAMES[_role(p, self_id, other_id)]}>"
+    return re.sub(T.MENTION_OR_MARKER, sub, text)
+
+
+def _gap_token(gap, ordinal):
+    if ordinal:
+        return T.GAP_ORDINAL
+    if gap is None or gap != gap:
+        return T.GAP_NONE
+    return next(t for t, bound in T.GAP_BUCKETS if gap < bound)
+
+
+def _check_stream(tok, row, ex, timeline, prefix, seqs_col, gaps_col):
+    """Decode every message of one stream and compare with the reference rendering."""
+    ids = T.special_token_ids(tok)
+    tokens = row[f"{prefix}_tokens"]
+    offs = row[f"{prefix}_msg_offsets"]
+    by_seq = timeline.filter(pl.col(TL.timeline_id) == ex[E.timeline_id])
+    text = dict(zip(by_seq[TL.seq], by_seq[TL.text]))
+    author = dict(zip(by_seq[TL.seq], by_seq[TL.author_id]))
+    seqs, gaps = ex[seqs_col], ex[gaps_col]
+    assert len(offs) == len(seqs) + 1 and offs[-1] == len(tokens)
+    for k, s in enumerate(seqs):
+        msg = tokens[offs[k]:offs[k + 1]]
+        role = _role(author[s], ex[E.self_id], ex[E.other_id])
+        gap = _gap_token(None if gaps is None else gaps[k], gaps is None)
+        assert msg[:3] == [ids[T.MSG], ids[T.ROLE_TOKENS[role]], ids[gap]]
+        assert msg[-1] == ids[T.END]
+        assert tok.decode(msg[3:-1], skip_special_tokens=False) == _expected_body(text[s], ex[E.self_id],
+                                                                                 ex[E.other_id])
+    return seqs
+
+
+def test_decoding_gives_back_every_message_in_order_with_roles_and_gaps(built):
+    out, timeline, examples, _, tok, rows = built
+    exs = {r[E.example_id]: r for r in examples.iter_rows(named=True)}
+    for row in rows.head(60).iter_rows(named=True):
+        ex = exs[row[S.example_id]]
+        _check_stream(tok, row, ex, timeline, "window", E.window_seqs, E.window_gaps)
+        _check_stream(tok, row, ex, timeline, "own", E.own_seqs, E.own_gaps)
+        _check_stream(tok, row, ex, timeline, "other", E.other_seqs, E.other_gaps)
+        ids = dict(zip(timeline.filter(pl.col(TL.timeline_id) == ex[E.timeline_id])[TL.seq],
+                       timeline.filter(pl.col(TL.timeline_id) == ex[E.timeline_id])[TL.message_id]))
+        assert row[S.window_msg_ids] == [ids[s] for s in ex[E.window_seqs]]
+        assert row[S.window_msg_ids][-1] == row[S.target_message_id] == ex[E.target_message_id]
+        # Per-token roles repeat each message's role over its tokens.
+        offs = row[S.window_msg_offsets]
+        for k in range(len(offs) - 1):
+            role_id = row[S.window_tokens][offs[k] + 1]
+            assert set(row[S.window_roles][offs[k]:offs[k + 1]]) == {T.ROLE_TOKENS.index(tok.id_to_token(role_id))}
+
+
+def test_mentions_become_role_relative_and_never_carry_a_pseudonym(built):
+    out, timeline, examples, _, tok, rows = built
+    ids = T.special_token_ids(tok)
+    flat = np.concatenate([np.asarray(x) for x in rows[S.window_tokens].to_list()])
+    assert (flat == ids["<mention:other>"]).sum() > 0 and (flat == ids["<mention:third>"]).sum() > 0
+    assert (flat == ids[T.MENTION]).sum() == 0  # every mention resolved for its example
+    assert (flat == ids["<EMAIL>"]).sum() > 0  # placeholders stay single tokens
+    text = "".join(tok.decode(t, skip_special_tokens=False) for t in rows[S.window_tokens].head(200).to_list())
+    assert not re.search(r"u[0-9a-f]{16}", text)
+
+
+def test_loss_mask_covers_exactly_the_target_body_and_end(built):
+    *_, tok, rows = built
+    for row in rows.iter_rows(named=True):
+        offs, mask = row[S.window_msg_offsets], row[S.window_loss_mask]
+        want = [0] * (offs[-2] + 3) + [1] * (offs[-1] - offs[-2] - 3)
+        assert mask == want
+        assert sum(mask) == row[S.n_target_tokens]
+        assert row[S.window_tokens][-1] == tok.token_to_id(T.END)
+        assert row[S.n_tokens] == len(row[S.window_tokens]) + len(row[S.own_tokens]) + len(row[S.other_tokens])
+
+
+def test_every_example_is_one_row_in_its_split_and_splits_are_shuffled(built):
+    out, timeline, examples, summary, tok, rows = built
+    assert summary["rows_in"] == summary["rows_out"] == examples.height == rows.height
+    assert rows[S.example_id].n_unique() == rows.height
+    for split in SH.SPLITS:
+        got = pl.read_parquet(storage.join(out, "shards", split, "*.parquet"))[S.example_id].to_list()
+        want = examples.filter(pl.col(E.split) == split)[E.example_id].to_list()
+        assert sorted(got) == sorted(want) and got != sorted(want)
+
+
+def test_manifests_have_the_contract_shape_and_verify(built):
+    out, *_ = built
+    for split in SH.SPLITS:
+        url = storage.join(out, "shards", split, SH.MANIFEST)
+        man = json.loads(open(url).read())
+        assert list(man) == MANIFEST_KEYS
+        assert man["split"] == split and man["schema_version"] == SHARD_SCHEMA_VERSION
+        assert man["token_dtype"] == "int32" and man["special_tokens"]["<pad>"] == 0
+        assert man["tokenizer_sha256"] == T.sha256_of(storage.join(out, "tokenizer.json"))
+        assert sum(s["rows"] for s in man["shards"]) == man["rows"]
+        assert all(sum(s["row_groups"]) == s["rows"] and max(s["row_groups"]) <= SMALL["row_group_rows"]
+                   for s in man["shards"])
+        res = SH.verify_manifest(url)
+        assert res.passed, res.description
+
+
+def test_shard_file_metadata_names_schema_tokenizer_and_special_tokens(built):
+    out, *_ = built
+    man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
+    md = pq.read_schema(storage.join(out, "shards", "train", man["shards"][0]["path"])).metadata
+    assert md[b"schema_version"] == str(SHARD_SCHEMA_VERSION).encode()
+    assert md[b"tokenizer_sha256"].decode() == man["tokenizer_sha256"]
+    assert json.loads(md[b"special_tokens"]) == man["special_tokens"]
+    assert md[b"time_kind"].decode() == man["time_kind"] == "mixed"
+
+
+def test_files_have_even_token_counts(built):
+    out, *_ = built
+    man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
+    tokens = [s["tokens"] for s in man["shards"]]
+    rows = pl.read_parquet(storage.join(out, "shards", "train", "*.parquet"))
+    assert len(tokens) > 3
+    assert max(tokens) - min(tokens) <= 2 * rows[S.n_tokens].max()
+
+
+def test_polars_duckdb_and_pyarrow_dataset_read_the_shards(built):
+    out, *_ = built
+    folder = storage.join(out, "shards", "train")
+    man = json.loads(open(storage.join(folder, SH.MANIFEST)).read())
+    files = [storage.join(folder, s["path"]) for s in man["shards"]]
+    assert pl.scan_parquet(files).select(pl.col(S.n_tokens).sum()).collect().item() == man["tokens"]
+    got = duckdb.sql(f"select count(*), sum(len(window_tokens)) from read_parquet({files!r})").fetchall()[0]
+    assert got[0] == man["rows"] and got[1] > 0
+    table = ds.dataset(files, format="parquet").to_table(columns=[S.window_tokens, S.n_target_tokens])
+    assert table.num_rows == man["rows"] and table.schema.field(S.window_tokens).type.value_type == pa.int32()
+
+
+def test_same_inputs_and_seed_give_byte_identical_shards(built, real, tmp_path):
+    out, *_ = built
+    _build(str(tmp_path), real)
+    for split in SH.SPLITS:
+        a = open(storage.join(out, "shards", split, SH.MANIFEST), "rb").read()
+        b = open(storage.join(str(tmp_path), "shards", split, SH.MANIFEST), "rb").read()
+        assert a == b  # the manifest holds every file's sha256
+
+
+def test_a_crash_mid_shard_leaves_the_previous_manifest_valid(real, tmp_path, monkeypatch):
+    out = str(tmp_path)
+    _build(out, real)
+    url = storage.join(out, "shards", "train", SH.MANIFEST)
+    before = open(url, "rb").read()
+    writes = []
+    real_put = SH._put_bytes
+
+    def crash_on_third_file(fs, path, data):
+        writes.append(path)
+        if len(writes) == 3:  # a partial file under its temporary name, then the process dies
+            with fs.open(path + ".tmp-crash", "wb") as f:
+                f.write(data[: len(data) // 2])
+            raise RuntimeError("simulated crash mid-shard")
+        real_put(fs, path, data)
+
+    monkeypatch.setattr(SH, "_put_bytes", crash_on_third_file)
+    ctx = _ctx(out, tokenizer={"vocab_size": 1000}, shards={**SMALL, "seed": 7})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        SH.run(ctx)
+    assert open(url, "rb").read() == before
+    assert SH.verify_manifest(url).passed
+    monkeypatch.setattr(SH, "_put_bytes", real_put)
+    # The next good run replaces the manifest and removes the leftovers of the crashed one.
+    SH.run(ctx)
+    assert open(url, "rb").read() != before and SH.verify_manifest(url).passed
+    man = json.loads(open(url).read())
+    import os
+    assert sorted(os.listdir(os.path.dirname(url))) == sorted([SH.MANIFEST, *(s["path"] for s in man["shards"])])
+
+
+def test_budgets_keep_the_target_and_cut_the_oldest(built, real, tmp_path):
+    out, timeline, examples, _, tok, _ = built
+    ctx = _ctx(out, shards={"max_message_tokens": 8, "max_window_tokens": 40, "max_stream_tokens": 30})
+    cfg = ctx.config.section("shards")
+    msgs = SH.referenced_messages(timeline.lazy(), examples)
+    from pipelines import render
+    mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, [examples[E.self_id], examples[E.other_id]])
+    table, dropped = SH.build_split_table(mt, tok, examples, cfg)
+    assert dropped["window"] > 0 and dropped["own"] > 0 and mt.truncated > 0
+    rows = pl.from_arrow(table)
+    exs = {r[E.example_id]: r for r in examples.iter_rows(named=True)}
+    full = {m: tok.encode(t).ids for m, t in zip(timeline[TL.message_id], timeline[TL.text].str.replace_all(
+        T.MENTION_RE.pattern, T.MENTION))}
+    for row in rows.iter_rows(named=True):
+        ex = exs[row[S.example_id]]
+        assert len(row[S.window_tokens]) <= 40 and len(row[S.own_tokens]) <= 30 and len(row[S.other_tokens]) <= 30
+        assert row[S.window_msg_ids][-1] == ex[E.target_message_id]
+        offs = row[S.window_msg_offsets]
+        body = row[S.window_tokens][offs[-2] + 3:offs[-1] - 1]
+        want = full[ex[E.target_message_id]][:8]
+        assert len(body) == len(want)  # a prefix of the target's tokens (mentions made role-relative)
+        assert [b for b, w in zip(body, want) if w != tok.token_to_id(T.MENTION)] == \
+            [w for w in want if w != tok.token_to_id(T.MENTION)]
+
+
+def test_memory_filesystem_works_end_to_end(built):
+    out, timeline, examples, *_ = built
+    mem = "memory://shards-test/out"
+    storage.write_table(storage.join(mem, TL.name), timeline, schema=TL)
+    storage.write_table(storage.join(mem, E.name), examples, schema=E)
+    ctx = _ctx(mem, tokenizer={"vocab_size": 1000}, shards=SMALL)
+    T.run(ctx)
+    summary = SH.run(ctx)
+    assert summary["rows_out"] == examples.height
+    local = open(storage.join(out, "shards", "train", SH.MANIFEST), "rb").read()
+    import fsspec
+    with fsspec.open(storage.join(mem, "shards", "train", SH.MANIFEST), "rb") as f:
+        assert f.read() == local  # same bytes on any filesystem
+    assert SH.verify_manifest(storage.join(mem, "shards", "train", SH.MANIFEST)).passed
+
+
+def test_cut_points_balance_tokens():
+    tokens = np.array([5, 1, 1, 1, 9, 1, 1, 1, 1, 3])
+    b = SH.cut_points(tokens, 3)
+    sums = [tokens[a:c].sum() for a, c in zip(b[:-1], b[1:])]
+    assert b[0] == 0 and b[-1] == 10 and sum(sums) == tokens.sum() and len(sums) == 3
+    assert SH.cut_points(np.array([], dtype=int), 4) == [0]
+    assert SH.cut_points(np.array([3, 3]), 10) == [0, 1, 2]
+
+
+def test_config_rejects_a_window_too_small_for_a_target(tmp_path):
+    from pipelines.config import ConfigError
+    with pytest.raises(ConfigError, match="max_window_tokens"):
+        _ctx(str(tmp_path), shards={"max_message_tokens": 100, "max_window_tokens": 50}).config.section("shards")
+
+
+@pytest.mark.slow
+def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_config):
+    from conftest import TEST_SECRET
+    from pipelines.build import build
+    from pipelines.context import RunContext
+
+    out = real_config.out
+    summary = build(RunContext(real_config, secret_value=TEST_SECRET))
+    assert summary["tokenizer"]["vocab_size"] == 2000
+    assert summary["shards"]["rows_in"] == summary["shards"]["rows_out"] == summary["examples"]["rows_out"]
+    tok = T.load(storage.join(out, "tokenizer.json"))
+    timeline = storage.read(storage.join(out, TL.name))
+    examples = storage.read(storage.join(out, E.name))
+    exs = {r[E.example_id]: r for r in examples.iter_rows(named=True)}
+    for split in SH.SPLITS:
+        url = storage.join(out, "shards", split, SH.MANIFEST)
+        assert SH.verify_manifest(url).passed
+    man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
+    rows = pl.read_parquet(storage.join(out, "shards", "train", man["shards"][0]["path"]))
+    assert man["time_kind"] == "mixed" and set(rows[S.time_kind]) == {"wall", "ordinal"}
+    checked = 0
+    for row in rows.head(400).iter_rows(named=True):
+        ex = exs[row[S.example_id]]
+        if len(row[S.window_msg_ids]) != len(ex[E.window_seqs]) or \
+                len(row[S.own_msg_times]) != len(ex[E.own_seqs]) or \
+                len(row[S.other_msg_times]) != len(ex[E.other_seqs]):
+            continue  # cut by a token budget: covered by test_budgets_keep_the_target_and_cut_the_oldest
+        cap = SH.ShardsConfig().max_message_tokens + 4
+        if any(b - a >= cap for p in ("window", "own", "other")
+               for a, b in zip(row[f"{p}_msg_offsets"][:-1], row[f"{p}_msg_offsets"][1:])):
+            continue  # a truncated body: covered by test_budgets_keep_the_target_and_cut_the_oldest
+        _check_stream(tok, row, ex, timeline, "window", E.window_seqs, E.window_gaps)
+        _check_stream(tok, row, ex, timeline, "own", E.own_seqs, E.own_gaps)
+        _check_stream(tok, row, ex, timeline, "other", E.other_seqs, E.other_gaps)
+        checked += 1
+    assert checked > 100

@@ -1,0 +1,326 @@
+"""The shard loader: manifest -> verified shards -> a deterministic stream of collated batches.
+
+Order is a pure function of (manifest, seed, epoch, world size, workers):
+1. every (file, row group) pair is a unit; units are permuted by (seed, epoch);
+2. units are dealt round-robin to slots, one slot per (rank, worker);
+3. each slot reads its units in order, in blocks of ``shuffle_block`` units whose rows are
+   permuted together by (seed, epoch, slot, block);
+4. every slot yields the same number ``S`` of full batches (the remainder is dropped), so every
+   rank runs ``workers * S`` steps per epoch.
+
+Batch ``j`` of a rank is batch ``j // workers`` of the rank's slot ``j % workers``, whatever
+DataLoader worker produces it. Resuming at consumed-batch count ``c`` makes worker ``w`` serve
+slot ``(c + w) % workers`` from batch ``(c + w) // workers``: the DataLoader's round robin then
+yields batches ``c, c+1, ...`` exactly as an uninterrupted run would. No shuffle buffer, so
+nothing is lost on restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from schemas import SHARD as S
+from schemas import SHARD_SCHEMA_VERSION
+from schemas.shards import ROLE_THIRD
+
+CACHE = os.environ.get("SOCIALCORPUS_SHARD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "socialcorpus", "shards"))
+COLUMNS = [S.self_id, S.window_tokens, S.window_roles, S.window_loss_mask, S.own_tokens, S.own_msg_offsets,
+           S.other_tokens, S.other_msg_offsets, S.n_target_tokens, S.target_bytes, S.weight]
+
+
+@dataclass(frozen=True)
+class Shard:
+    url: str
+    rows: int
+    sha256: str
+    row_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    url: str
+    split: str
+    schema_version: int
+    tokenizer_sha256: str
+    vocab_size: int
+    special_tokens: dict
+    time_kind: str
+    rows: int
+    shards: tuple[Shard, ...]
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.special_tokens["<pad>"])
+
+    def identity(self) -> dict:
+        """What a checkpoint records and later shards must match."""
+        return {"schema_version": self.schema_version, "tokenizer_sha256": self.tokenizer_sha256,
+                "vocab_size": self.vocab_size}
+
+
+def load_manifest(url: str) -> Manifest:
+    """Read and check a split's ``manifest.json`` (a path or fsspec URL)."""
+    with fsspec.open(url, "rt") as f:
+        doc = json.load(f)
+    if doc.get("schema_version") != SHARD_SCHEMA_VERSION:
+        raise ValueError(f"{url}: shard schema version {doc.get('schema_version')!r}, this trainer reads "
+                         f"{SHARD_SCHEMA_VERSION}; rebuild the shards with this version of socialcorpus")
+    for key in ("tokenizer_sha256", "vocab_size", "special_tokens", "shards"):
+        if key not in doc:
+            raise ValueError(f"{url}: manifest lacks {key!r}; rebuild the shards")
+    if "<pad>" not in doc["special_tokens"]:
+        raise ValueError(f"{url}: special_tokens has no '<pad>'")
+    root = url.rsplit("/", 1)[0] if "/" in url else "."
+    shards = tuple(
+        Shard(s["path"] if "://" in s["path"] or s["path"].startswith("/") else f"{root}/{s['path']}",
+              int(s["rows"]), s["sha256"], tuple(int(n) for n in s["row_groups"]))
+        for s in doc["shards"])
+    for s in shards:
+        if sum(s.row_groups) != s.rows:
+            raise ValueError(f"{url}: shard {s.url}: row groups sum to {sum(s.row_groups)}, not rows={s.rows}")
+    return Manifest(url, doc.get("split", "?"), doc["schema_version"], doc["tokenizer_sha256"], int(doc["vocab_size"]),
+                    dict(doc["special_tokens"]), doc.get("time_kind", "?"), int(doc.get("rows", 0)), shards)
+
+
+def check_same_data_identity(manifest: Manifest, recorded: dict) -> None:
+    """Refuse shards made with another schema version or tokenizer than ``recorded`` (a checkpoint's)."""
+    for key, value in manifest.identity().items():
+        if recorded.get(key) != value:
+            raise ValueError(f"{manifest.url}: {key} is {value!r} but the run was trained with "
+                             f"{recorded.get(key)!r}; use shards built with the run's tokenizer")
+
+
+# -- shards on disk -------------------------------------------------------------------------
+
+_VERIFIED: set[tuple[str, str]] = set()  # (local path, sha256) checked in this process
+
+
+def _sha256(fs, path) -> str:
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def local_shard(shard: Shard) -> str:
+    """A local path to ``shard``, sha256-verified on first use in this process.
+
+    Remote URLs are downloaded once into ``CACHE`` (temp name, then rename, so a crash never
+    leaves a partial file under the final name)."""
+    fs, path = fsspec.core.url_to_fs(shard.url)
+    if "file" in fs.protocol or "local" in fs.protocol:
+        local = path
+    else:
+        local = os.path.join(CACHE, f"{shard.sha256}.parquet")
+        if not os.path.exists(local):
+            os.makedirs(CACHE, exist_ok=True)
+            tmp = f"{local}.{uuid.uuid4().hex}.tmp"
+            fs.get(path, tmp)
+            got = _sha256(fsspec.filesystem("file"), tmp)
+            if got != shard.sha256:
+                os.remove(tmp)
+                raise ValueError(f"{shard.url}: sha256 {got} does not match the manifest's {shard.sha256}; "
+                                 "the shard changed after the manifest was written: rebuild the shards")
+            os.replace(tmp, local)
+            _VERIFIED.add((local, shard.sha256))
+    if (local, shard.sha256) not in _VERIFIED:
+        got = _sha256(fsspec.filesystem("file"), local)
+        if got != shard.sha256:
+            raise ValueError(f"{shard.url}: sha256 {got} does not match the manifest's {shard.sha256}; "
+                             "the shard changed after the manifest was written: rebuild the shards")
+        meta = pq.read_schema(local).metadata or {}
+        version = meta.get(b"schema_version")
+        if version is not None and int(version) != SHARD_SCHEMA_VERSION:
+            raise ValueError(f"{shard.url}: file schema version {int(version)}, expected {SHARD_SCHEMA_VERSION}")
+        _VERIFIED.add((local, shard.sha256))
+    return local
+
+
+# -- the order --------------------------------------------------------------------------------
+
+def slot_units(manifest: Manifest, seed: int, epoch: int, n_slots: int, shuffle: bool) -> list[list[tuple]]:
+    """Units (file index, row group, rows) of each slot, in reading order."""
+    units = [(f, g, n) for f, s in enumerate(manifest.shards) for g, n in enumerate(s.row_groups)]
+    if shuffle:
+        perm = np.random.default_rng([seed, epoch]).permutation(len(units))
+        units = [units[i] for i in perm]
+    return [units[i::n_slots] for i in range(n_slots)]
+
+
+def batches_per_slot(manifest: Manifest, batch_size: int, seed: int, n_slots: int) -> int:
+    """Full batches every slot yields per epoch (the smallest slot decides; epoch-independent
+    only in expectation, so it is computed per epoch by :class:`ShardStream`)."""
+    slots = slot_units(manifest, seed, 0, n_slots, shuffle=True)
+    return min(sum(n for _, _, n in units) for units in slots) // batch_size
+
+
+class ShardStream(IterableDataset):
+    """Collated batches of one rank for one epoch, starting after ``start`` consumed batches.
+
+    ``shuffle=False`` (validation): manifest order, rows in file order, and every row is
+    yielded (the last batch of a slot may be short)."""
+
+    def __init__(self, manifest: Manifest, batch_size: int, *, seed: int = 0, epoch: int = 0, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0, start: int = 0, shuffle: bool = True,
+                 shuffle_block: int = 4, block_size: int = 256, history_size: int = 256, static: bool = False):
+        self.m, self.batch_size, self.seed, self.epoch = manifest, batch_size, seed, epoch
+        self.rank, self.world, self.workers = rank, world_size, max(1, num_workers)
+        self.start, self.shuffle, self.shuffle_block = start, shuffle, shuffle_block
+        self.collate_args = dict(pad_id=manifest.pad_id, block_size=block_size, history_size=history_size, static=static)
+        n_slots = self.world * self.workers
+        self.slots = slot_units(manifest, seed, epoch, n_slots, shuffle)
+        # slot of (rank r, worker w) = r + world * w: round robin over ranks first
+        self.my_slots = [self.slots[rank + self.world * w] for w in range(self.workers)]
+        rows = [sum(n for _, _, n in u) for u in self.slots]
+        if shuffle:
+            if min(rows) < batch_size:
+                raise ValueError(f"{manifest.url}: {len(sum(self.slots, []))} row groups ({sum(rows)} rows) cannot give "
+                                 f"each of {n_slots} (rank, worker) slots a batch of {batch_size}; use fewer "
+                                 "ranks/workers, a smaller batch, or shards with smaller row groups")
+            self.per_slot = [min(rows) // batch_size] * self.workers
+        else:
+            self.per_slot = [-(-sum(n for _, _, n in u) // batch_size) for u in self.my_slots]
+
+    def __len__(self) -> int:
+        """Batches this rank yields in this epoch, counting from ``start``."""
+        return max(0, sum(self.per_slot) - self.start) if self.shuffle else sum(self.per_slot) - self.start
+
+    def _slot_rows(self, w: int, first_batch: int):
+        """Yield row-batches (pyarrow Tables of ``batch_size`` rows) of slot ``w`` from ``first_batch``."""
+        units, B = self.my_slots[w], self.batch_size
+        limit = self.per_slot[w] * B                     # rows this slot yields (the rest is dropped)
+        skip = first_batch * B                           # rows already consumed
+        pending, pos, files = [], 0, {}
+        for b0 in range(0, len(units), self.shuffle_block):
+            block = units[b0: b0 + self.shuffle_block]
+            n = sum(k for _, _, k in block)
+            if pos + n <= skip:                          # whole block consumed before: do not read it
+                pos += n
+                continue
+            tables = []
+            for f, g, _ in block:
+                if f not in files:
+                    files[f] = pq.ParquetFile(local_shard(self.m.shards[f]))
+                tables.append(files[f].read_row_group(g, columns=COLUMNS))
+            table = pa.concat_tables(tables)
+            if self.shuffle:
+                slot_id = self.rank + self.world * w
+                order = np.random.default_rng([self.seed, self.epoch, slot_id, b0]).permutation(n)
+                table = table.take(order)
+            lo = max(0, skip - pos)
+            pending.append(table.slice(lo, max(0, min(n, limit - pos) - lo)))
+            pos += n
+            have = sum(t.num_rows for t in pending)
+            while have >= B:
+                rows = pa.concat_tables(pending)
+                yield rows.slice(0, B)
+                pending, have = [rows.slice(B)], have - B
+            if pos >= limit:
+                break
+        rest = sum(t.num_rows for t in pending)
+        if rest and not self.shuffle:
+            yield pa.concat_tables(pending)
+
+    def __iter__(self):
+        info = get_worker_info()
+        w = 0 if info is None else info.id
+        if info is None and self.workers > 1:
+            raise ValueError("a ShardStream made for several workers must run inside a DataLoader with them")
+        j0 = self.start + w                              # first rank-level batch index this worker serves
+        slot = j0 % self.workers
+        for rows in self._slot_rows(slot, j0 // self.workers):
+            yield collate(rows, **self.collate_args)
+
+
+def make_loader(stream: ShardStream) -> DataLoader:
+    """A DataLoader over a stream (batches are already collated; workers as the stream says)."""
+    nw = stream.workers if stream.workers > 1 else 0
+    return DataLoader(stream, batch_size=None, num_workers=nw, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), prefetch_factor=4 if nw else None)
+
+
+# -- collate -----------------------------------------------------------------------------------
+
+def _pad_last(values: np.ndarray, offsets: np.ndarray, max_len: int, pad, width: int | None = None):
+    """Ragged rows (flat ``values`` + ``offsets``) -> (rows, width) keeping each row's LAST
+    ``max_len`` values, left-aligned, padded on the right. Returns (array, kept lengths)."""
+    lens = np.diff(offsets)
+    kept = np.minimum(lens, max_len)
+    width = int(max(1, kept.max(initial=0))) if width is None else width
+    out = np.full((len(lens), width), pad, dtype=values.dtype)
+    rows = np.repeat(np.arange(len(lens)), kept)
+    starts = np.repeat(np.cumsum(kept) - kept, kept)
+    cols = np.arange(kept.sum()) - starts
+    src = np.repeat(offsets[:-1] + lens - kept, kept) + cols
+    out[rows, cols] = values[src]
+    return out, kept
+
+
+def _list(table: pa.Table, name: str):
+    arr = table.column(name).combine_chunks()
+    return arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()
+
+
+def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id: int, static: bool):
+    """A history stream -> tokens (B, H) and message index per token (B, H), -1 on padding."""
+    values, offsets = _list(table, tokens)
+    starts, st_off = _list(table, msg_offsets)
+    lens = np.diff(offsets)
+    row = np.repeat(np.arange(len(lens)), np.diff(st_off))
+    is_start = starts < lens[row]                        # the trailing total is not a message start
+    marks = np.zeros(len(values), dtype=np.int64)        # +1 where a message starts
+    np.add.at(marks, offsets[:-1][row[is_start]] + starts[is_start], 1)
+    per_row = np.bincount(row[is_start], minlength=len(lens))
+    seg = np.cumsum(marks) - 1 - np.repeat(np.cumsum(per_row) - per_row, lens)  # index within the row
+    width = max_len if static else None
+    tok, _ = _pad_last(values.astype(np.int64), offsets, max_len, pad_id, width)
+    seg, _ = _pad_last(seg.astype(np.int64), offsets, max_len, -1, width)
+    return torch.from_numpy(tok), torch.from_numpy(seg)
+
+
+def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, static: bool = False) -> dict:
+    """Shard rows -> tensors (padding on the right, longer sequences keep their last tokens).
+
+    ``idx``/``targets``/``roles`` (B, T): window tokens, the next token where it is a loss
+    target (else -1), and the author role per token (-1 padding). ``own``/``other`` and
+    ``*_seg`` (B, H): history tokens and their message index (-1 padding). Per example:
+    ``weight``, ``target_bytes``, ``n_target`` (targets kept), ``truncated`` (targets lost to
+    the window limit), ``target_role``; and ``self_id`` (a list of str) for per-user statistics.
+    """
+    width = block_size + 1 if static else None
+    w_vals, w_off = _list(rows, S.window_tokens)
+    win, _ = _pad_last(w_vals.astype(np.int64), w_off, block_size + 1, pad_id, width)
+    roles, _ = _pad_last(_list(rows, S.window_roles)[0].astype(np.int64), w_off, block_size + 1, -1, width)
+    mask, _ = _pad_last(_list(rows, S.window_loss_mask)[0].astype(bool), w_off, block_size + 1, False, width)
+    idx, targets = win[:, :-1], np.where(mask[:, 1:], win[:, 1:], -1)   # predict token t+1 from tokens <= t
+    n_target = (targets >= 0).sum(1)
+    first = np.argmax(mask, axis=1)                                      # first loss position: the target's body
+    own, own_seg = _stream(rows, S.own_tokens, S.own_msg_offsets, history_size, pad_id, static)
+    other, other_seg = _stream(rows, S.other_tokens, S.other_msg_offsets, history_size, pad_id, static)
+    n_tt = rows.column(S.n_target_tokens).to_numpy()
+    return {
+        "idx": torch.from_numpy(np.ascontiguousarray(idx)), "targets": torch.from_numpy(targets),
+        "roles": torch.from_numpy(np.ascontiguousarray(roles[:, :-1])),
+        "own": own, "own_seg": own_seg, "other": other, "other_seg": other_seg,
+        "weight": torch.from_numpy(rows.column(S.weight).to_numpy().astype(np.float32)),
+        "target_bytes": torch.from_numpy(rows.column(S.target_bytes).to_numpy().astype(np.int64)),
+        "n_target": torch.from_numpy(n_target), "truncated": torch.from_numpy(n_target < n_tt),
+        "target_role": torch.from_numpy(np.where(mask.any(1), roles[np.arange(len(first)), first], ROLE_THIRD)),
+        "self_id": rows.column(S.self_id).to_pylist(),
+    }
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
