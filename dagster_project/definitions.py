@@ -114,33 +114,43 @@ def _checks_of(result) -> dict:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
+def _failures_of(result) -> dict:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.description
+            for e in result.get_asset_check_evaluations() if not e.passed}
+
+
 def materialize_corpus(path: str, instance: DagsterInstance | None = None, out: str | None = None,
-                       secret: str | None = None) -> dict:
+                       secret: str | None = None, raise_on_error: bool = True) -> dict:
     """Materialise every asset in process: each raw partition with input, then every stage.
 
-    Returns ``{"assets": {key: metadata}, "checks": {"asset:check": passed}}``. Raises on the
-    first failed step (a failed blocking check stops the stages after it).
+    Returns ``{"assets": {key: metadata}, "checks": {"asset:check": passed}, "failed_checks":
+    {"asset:check": description}}``. With
+    ``raise_on_error`` it raises on the first failed step; either way a failed blocking
+    check stops the stages after it (and its result is in ``checks``).
     """
     d = build_defs(path, out, secret)
     resources = make_resources(path, out, secret)
     instance = instance or DagsterInstance.ephemeral()
     config = cfgmod.load(path)
     all_assets = list(d.assets)
-    summary: dict = {"assets": {}, "checks": {}}
+    summary: dict = {"assets": {}, "checks": {}, "failed_checks": {}}
     for a in all_assets:
         if a.partitions_def is None:
             continue
         fmt = a.key.path[-1]
         for key in partition_keys(config, fmt):
             r = materialize(all_assets, instance=instance, resources=resources, partition_key=key,
-                            selection=AssetSelection.assets(a.key))
+                            selection=AssetSelection.assets(a.key), raise_on_error=raise_on_error)
             for k, v in _summary_of(r).items():
                 summary["assets"].setdefault(k, {}).update(v)
             summary["checks"].update({f"{c}[{key}]": p for c, p in _checks_of(r).items()})
+            summary["failed_checks"].update({f"{c}[{key}]": d for c, d in _failures_of(r).items()})
     r = materialize([*all_assets, *ASSET_CHECKS], instance=instance, resources=resources,
-                    selection=AssetSelection.assets(*STAGE_KEYS) | AssetSelection.checks_for_assets(*STAGE_KEYS))
+                    selection=AssetSelection.assets(*STAGE_KEYS) | AssetSelection.checks_for_assets(*STAGE_KEYS),
+                    raise_on_error=raise_on_error)
     summary["assets"].update(_summary_of(r))
     summary["checks"].update(_checks_of(r))
+    summary["failed_checks"].update(_failures_of(r))
     return summary
 
 

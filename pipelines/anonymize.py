@@ -133,6 +133,18 @@ def is_mentionable(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
             & ~key.is_in(stop))
 
 
+def mentionable(frame: pl.DataFrame, cfg: AnonymizeConfig) -> pl.Series:
+    """:func:`is_mentionable` plus the community rule: a name that is a word of its community's
+    name (a nick `ubuntu` in `#kubuntu` on `ubuntu`) is not replaced as a plain word, since the
+    community's topic is said all the time. ``frame`` has columns community and key."""
+    comm_words = (frame.select(N_COMMUNITY).unique()
+                  .with_columns(pl.col(N_COMMUNITY).str.to_lowercase().str.extract_all(r"\w+").alias("_cw"))
+                  .explode("_cw").drop_nulls("_cw").unique().with_columns(pl.lit(True).alias("_in")))
+    in_comm = frame.join(comm_words, left_on=[N_COMMUNITY, N_KEY], right_on=[N_COMMUNITY, "_cw"], how="left",
+                         maintain_order="left").select(pl.col("_in").fill_null(False))
+    return frame.select(is_mentionable(pl.col(N_KEY), cfg)).to_series() & ~in_comm.to_series()
+
+
 def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
                      cfg: AnonymizeConfig | None = None) -> pl.DataFrame:
     """Per community, every known author name and handle -> that author's pseudonym.
@@ -152,16 +164,17 @@ def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
                                     N_PSEUDONYM: pl.String, N_MENTIONABLE: pl.Boolean})
     authors = authors.with_columns(
         pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), authors, secret).alias(N_PSEUDONYM))
+    # Readers scope ids (`<game>:<power>`, `<workspace>:<user>`); text can only show the native part.
     keys = pl.concat([
-        authors.select(M.community, pl.col(M.author_id).alias(N_KEY), N_PSEUDONYM),
+        authors.select(M.community, pl.col(M.author_id).str.split(":").list.last().alias(N_KEY), N_PSEUDONYM),
         authors.select(M.community, pl.col(M.author_name).alias(N_KEY), N_PSEUDONYM),
     ]).with_columns(pl.col(N_KEY).str.strip_chars().str.to_lowercase()).filter(pl.col(N_KEY).str.len_chars() > 0)
-    return (keys.group_by(M.community, N_KEY, N_PSEUDONYM).agg(pl.len().alias("n"))
-            .sort([M.community, N_KEY, "n", N_PSEUDONYM], descending=[False, False, True, False])
-            .unique([M.community, N_KEY], keep="first", maintain_order=True)
-            .select(pl.col(M.community).alias(N_COMMUNITY), N_KEY,
-                    pl.col(N_KEY).str.extract(r"(\w+)").alias(N_FIRST), N_PSEUDONYM,
-                    is_mentionable(pl.col(N_KEY), cfg).alias(N_MENTIONABLE)))
+    table = (keys.group_by(M.community, N_KEY, N_PSEUDONYM).agg(pl.len().alias("n"))
+             .sort([M.community, N_KEY, "n", N_PSEUDONYM], descending=[False, False, True, False])
+             .unique([M.community, N_KEY], keep="first", maintain_order=True)
+             .select(pl.col(M.community).alias(N_COMMUNITY), N_KEY,
+                     pl.col(N_KEY).str.extract(r"(\w+)").alias(N_FIRST), N_PSEUDONYM))
+    return table.with_columns(mentionable(table, cfg).alias(N_MENTIONABLE))
 
 
 _SIMPLE = re.compile(r"\w+")
@@ -176,8 +189,8 @@ def _mention_regex(complex_names: tuple[str, ...]) -> re.Pattern:
     if complex_names:
         alts = "|".join(re.escape(c) for c in sorted(complex_names, key=lambda c: (-len(c), c)))
         known = (rf"|(?P<kpre>(?<![\w/])/?u/|(?<![\w@.+\-])@)(?P<k>{alts})(?!\w)"
-                 rf"|(?<![\w@/])(?P<n>{alts})(?!\w)")
-    return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}|(?<![\w@/])(?P<w>\w+)", re.IGNORECASE)
+                 rf"|(?<!\w)(?P<n>{alts})(?!\w)")
+    return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}|(?<!\w)(?P<w>\w+)", re.IGNORECASE)
 
 
 def mention_rules() -> str:
@@ -191,9 +204,10 @@ def mention_rules() -> str:
 def replace_mentions(text: str, community: str, platform: str, cands: tuple[str, ...],
                      lookup: dict[tuple[str, str], str], secret: bytes) -> tuple[str, int]:
     """Replace mentions in one string (Python ``re`` with a callback: the replacement depends on
-    a lookup). ``cands`` are the mentionable known names (lower case) that occur in it as words."""
+    a lookup). ``cands`` are the mentionable known names (lower case) whose first word occurs in it."""
     n = 0
     simple = {c for c in cands if _SIMPLE.fullmatch(c)}
+    # Only the multi-part names whose first word occurs here: a small, mostly repeated set (cached).
     complex_names = tuple(sorted(c for c in cands if c not in simple))
 
     def sub(m: re.Match) -> str:

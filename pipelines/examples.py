@@ -38,6 +38,7 @@ from schemas import HISTORIES as H
 from schemas import TIMELINE as T
 
 SPLITS = ("train", "validation", "test")
+TRAIN, VALIDATION, TEST = SPLITS
 # Platforms whose threads are private conversations: another message by b there is not
 # "public", so the `other_public` option never pulls it in (a Diplomacy power's messages
 # to a third power were never visible to a).
@@ -47,22 +48,17 @@ _LIST = pl.List(pl.Int64)
 
 @dataclass(frozen=True)
 class ExamplesConfig:
-    """Section `[examples]`.
+    """Pair examples: caps that bound the blow-up, the interlocutor stream option, the splits.
 
-    max_per_target: examples kept per target message (one per interlocutor; default 5).
-    max_per_pair: examples kept per ordered (author, interlocutor) pair (default 1000).
-    max_per_author: examples kept per author as the perspective (default 5000).
-    other_public: also put b's public messages before the window in b's stream, not only
-        what a had read (default False; private platforms such as Diplomacy never add).
-    split_salt: salt of the thread hash that assigns splits (default "socialcorpus-v1";
-        change it to draw a different split).
-    validation_fraction, test_fraction: shares of threads (defaults 0.05 and 0.05).
-    temporal_cutoff: ISO date or datetime (UTC if no zone). Threads with any message after
-        it go to test; earlier threads split train/validation by hash. Ordinal timelines
-        (no dates) keep the hash split. Default None (hash split only).
-    user_disjoint: hold out a hashed share of users (validation+test fraction): train keeps
-        only examples whose two users are both in the training group, validation and test
-        only those whose two users are both held out (default False).
+    max_per_target: examples kept per target message, one per interlocutor (the blow-up bound).
+    max_per_pair: examples kept per ordered (author, interlocutor) pair, so chatty pairs cannot dominate.
+    max_per_author: examples kept per author as the perspective.
+    other_public: also put the interlocutor's public messages before the window in their stream, not only what the author had read (private platforms such as Diplomacy never add).
+    split_salt: salt of the thread hash that assigns splits; change it to draw another split.
+    validation_fraction: share of threads in validation.
+    test_fraction: share of threads in test (unused for dated threads when temporal_cutoff is set).
+    temporal_cutoff: ISO date or datetime (UTC if no zone); threads with any message after it go to test, earlier ones split train/validation by hash; ordinal timelines keep the hash split.
+    user_disjoint: hold out a hashed share (validation + test fraction) of users; train keeps examples whose two users are both kept, validation/test those whose two users are both held out.
     """
 
     max_per_target: int = 5
@@ -184,18 +180,18 @@ def assign_splits(df: pl.DataFrame, msgs: pl.LazyFrame, cfg: ExamplesConfig) -> 
     threads = df.select(T.thread_id).unique()
     threads = threads.with_columns(sha1_hex(threads.get_column(T.thread_id), cfg.split_salt + "\x1f").alias("_h"))
     u = unit_interval("_h")
-    by_hash = (pl.when(u < cfg.test_fraction).then(pl.lit("test"))
-               .when(u < cfg.test_fraction + cfg.validation_fraction).then(pl.lit("validation"))
-               .otherwise(pl.lit("train")))
+    by_hash = (pl.when(u < cfg.test_fraction).then(pl.lit(TEST))
+               .when(u < cfg.test_fraction + cfg.validation_fraction).then(pl.lit(VALIDATION))
+               .otherwise(pl.lit(TRAIN)))
     cutoff = cfg.cutoff()
     if cutoff is not None:
         last = (msgs.group_by(T.thread_id).agg(pl.col(T.created_at).max().alias("_last"))
                 .collect())
         threads = threads.join(last, on=T.thread_id, how="left")
         by_hash = (pl.when(pl.col("_last").is_null()).then(by_hash)  # ordinal timelines: no dates
-                   .when(pl.col("_last") > cutoff).then(pl.lit("test"))
-                   .when(u < cfg.validation_fraction).then(pl.lit("validation"))
-                   .otherwise(pl.lit("train")))
+                   .when(pl.col("_last") > cutoff).then(pl.lit(TEST))
+                   .when(u < cfg.validation_fraction).then(pl.lit(VALIDATION))
+                   .otherwise(pl.lit(TRAIN)))
     threads = threads.with_columns(by_hash.alias(E.split)).select(T.thread_id, E.split)
     return df.join(threads, on=T.thread_id)
 
@@ -205,13 +201,12 @@ def user_disjoint_mask(df: pl.DataFrame, cfg: ExamplesConfig) -> pl.Series:
     users = pl.concat([df.get_column(E.self_id), df.get_column(E.other_id)]).unique().rename("_u").to_frame()
     users = users.with_columns(sha1_hex(users.get_column("_u"), cfg.split_salt + "\x1fuser\x1f").alias("_h"))
     users = users.with_columns((unit_interval("_h") < cfg.validation_fraction + cfg.test_fraction).alias("_held"))
-    held = dict(zip(users["_u"].to_list(), users["_held"].to_list()))
-    out = df.select(
-        pl.col(E.self_id).replace_strict(held, return_dtype=pl.Boolean).alias("s"),
-        pl.col(E.other_id).replace_strict(held, return_dtype=pl.Boolean).alias("o"),
-        (pl.col(E.split) == "train").alias("t"))
-    return out.select(pl.when(pl.col("t")).then(~pl.col("s") & ~pl.col("o"))
-                      .otherwise(pl.col("s") & pl.col("o"))).to_series()
+    held = users.select("_u", "_held")
+    out = (df.select(E.self_id, E.other_id, (pl.col(E.split) == TRAIN).alias("_train"))
+           .join(held.rename({"_u": E.self_id, "_held": "_s"}), on=E.self_id, how="left", maintain_order="left")
+           .join(held.rename({"_u": E.other_id, "_held": "_o"}), on=E.other_id, how="left", maintain_order="left"))
+    return out.select(pl.when(pl.col("_train")).then(~pl.col("_s") & ~pl.col("_o"))
+                      .otherwise(pl.col("_s") & pl.col("_o"))).to_series()
 
 
 def apply_caps(df: pl.DataFrame, cfg: ExamplesConfig) -> tuple[pl.DataFrame, dict]:

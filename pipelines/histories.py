@@ -37,11 +37,10 @@ MAX_K = 128
 
 @dataclass(frozen=True)
 class HistoryConfig:
-    """Section `[history]`.
+    """Reading histories: how much an author had read (N) and how much of their own past is kept (K).
 
-    n: how many messages a reading history holds (1..10; default 5).
-    k: how many of the author's own previous messages are kept (0..128; default 10). The
-       examples stage uses the same K for the own and interlocutor streams.
+    n: messages in a reading history, 1 to 10 (ancestors then siblings in reply trees, previous messages in linear threads).
+    k: the author's own previous messages kept, 0 to 128; the examples stage uses the same K for the own and interlocutor streams.
     """
 
     n: int = 5

@@ -168,6 +168,45 @@ FOLLOW_FRAMES = [
     "Update: day {n}, the {thing} looks much better now.",
     "Does that also work with a cheaper {thing}?",
 ]
+# Every longer message gets independent extra parts (an opener, a personal detail with its own
+# slots, a closer) so that two ordinary messages share well under half of their 3-word
+# shingles: templated speech must not look like near-duplicates to MinHash.
+OPENERS = ["Honestly,", "Hmm,", "Not an expert, but", "In my experience,", "Ok so", "Late reply, but", "FWIW,",
+           "As someone who has done this for years,", "Funny you ask,", "Short version:", "Well,", "So basically,",
+           "I might be wrong, but", "From what I remember,", "Oh man,", "Good question.", "Yeah,", "Tbh"]
+DETAILS = [
+    "For context, I've been at this for {n} {unit} now.",
+    "I'm in {city}, so it's {weather} most of the year.",
+    "My setup is pretty basic, nothing fancy, maybe {n} years old.",
+    "This is attempt number {n} this {period}, so I'm getting a bit desperate.",
+    "My {relative} got me into it last {season}.",
+    "I changed one thing at a time and kept notes for {n} {unit}.",
+    "I read the wiki twice and watched {n} videos before asking here.",
+    "It started after I moved everything to the {room}.",
+    "Same thing happened to a friend of mine in {city} last {season}.",
+    "Paid about {price} for mine, so I'd rather not replace it yet.",
+    "We had {weather} weather for {n} {unit} straight, which probably matters.",
+    "My {relative} swears by the opposite approach, for what it's worth.",
+    "I only get to it on {day}s, so progress is slow.",
+    "The shop in {city} told me something completely different.",
+    "Been lurking here for {n} {unit} and this is my first post.",
+    "No idea if it matters, but everything lives in the {room}.",
+]
+CLOSERS = ["Good luck!", "Hope that helps.", "Let us know how it goes.", "YMMV.", "Just my two cents.",
+           "Post an update!", "Cheers.", "Anyway, that's what worked for me.", "Curious what others think.",
+           "Don't give up on it.", "Happy to share more details.", "Thanks in advance!", "Fingers crossed.",
+           "Keep us posted.", "Have fun with it!"]
+SLOTS = dict(
+    unit=["days", "weeks", "months"], period=["week", "month", "season", "year"],
+    city=["Lyon", "Leeds", "Porto", "Tucson", "Gdansk", "Halifax", "Osaka", "Ghent", "Boise", "Adelaide",
+          "Tampere", "Bilbao", "Winnipeg", "Graz", "Nantes", "Savannah", "Bergen", "Cork"],
+    weather=["humid", "freezing", "dry", "rainy", "windy", "hot", "foggy", "mild"],
+    relative=["sister", "neighbour", "uncle", "roommate", "coworker", "grandmother", "partner", "cousin"],
+    season=["spring", "summer", "autumn", "winter"],
+    room=["garage", "basement", "kitchen", "attic", "spare room", "shed", "hallway", "balcony"],
+    day=["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+)
+
 SHORT = ["thanks", "lol", "+1", "this", "same here", "agreed", "thank you!", "nice", "haha", "yep", "good point",
          "ok", "wow", "ty", "same", "lmao", "interesting"]
 
@@ -276,11 +315,24 @@ class Talk:
         self.style = mention_style
         self.pii_rate = pii_rate
 
-    def _fill(self, frame: str, topic: dict) -> str:
+    def fill(self, frame: str, topic: dict) -> str:
+        """``frame`` filled in, plus an optional opener, a personal detail and an optional closer."""
         r = self.rng
         adv = r.sample(topic["advice"], 2)
-        return frame.format(thing=r.choice(topic["things"]), problem=r.choice(topic["problems"]),
+        core = frame.format(thing=r.choice(topic["things"]), problem=r.choice(topic["problems"]),
                             n=r.randrange(2, 15), advice=adv[0], advice2_lower=adv[1][0].lower() + adv[1][1:])
+        parts = []
+        if r.random() < 0.5:
+            parts.append(r.choice(OPENERS) + " " + core[0].lower() + core[1:])
+        else:
+            parts.append(core)
+        for frame in r.sample(DETAILS, 2 if r.random() < 0.75 else 1):
+            detail = frame.format(n=r.randrange(2, 30), price=f"{r.choice('$€£')}{r.randrange(15, 400)}",
+                                  **{k: r.choice(v) for k, v in SLOTS.items()})
+            parts.insert(r.randrange(0, len(parts) + 1), detail)
+        if r.random() < 0.5:
+            parts.append(r.choice(CLOSERS))
+        return " ".join(parts)
 
     def mention(self, p: Person) -> tuple[str, str]:
         """How this platform writes a mention of ``p`` (text, planted value)."""
@@ -292,8 +344,21 @@ class Talk:
             return f"<@{p.native_id}>", f"<@{p.native_id}>"
         if self.style == "irc":
             return f"{p.handle}", p.handle
-        name = p.handle if self.style in ("discourse", "telegram") else p.display.replace(" ", "")
+        if self.style == "telegram":
+            # Exports carry no usernames: a mention of a member is a `mention_name` entity showing the
+            # display name (with the user id), see _tg_entities.
+            return f"@@{p.native_id}", p.display
+        # Stack Exchange replies are `@DisplayNameWithoutSpaces`; Discourse and Discord use the username.
+        name = p.display.replace(" ", "") if self.style == "stackexchange" else p.handle
         return f"@{name}", f"@{name}"
+
+    def known_names(self, p: Person) -> list[str]:
+        """The names of ``p`` this platform's dump shows, so a reader (and the anonymiser) knows them."""
+        if self.style in ("reddit", "irc"):
+            return [p.handle]
+        if self.style in ("stackexchange", "telegram"):
+            return [p.display]
+        return [p.display, p.handle]
 
     def pii_sentence(self, author: Person) -> tuple[str, list[tuple[str, str]]]:
         r = self.rng
@@ -339,11 +404,11 @@ class Talk:
         pii: list[tuple[str, str]] = []
         addressed = None
         if parent is None:
-            body = self._fill(r.choice(QUESTION_FRAMES), topic)
+            body = self.fill(r.choice(QUESTION_FRAMES), topic)
         elif r.random() < 0.18:
             return Msg(author, r.choice(SHORT), None, 0.0, short=True)
         else:
-            body = self._fill(r.choice(ANSWER_FRAMES if r.random() < 0.6 else FOLLOW_FRAMES), topic)
+            body = self.fill(r.choice(ANSWER_FRAMES if r.random() < 0.6 else FOLLOW_FRAMES), topic)
             others = [m.author for m in earlier if m.author is not author and m.author.kind == "user"]
             if parent.author is not author and parent.author.kind == "user" and r.random() < 0.3:
                 m, v = self.mention(parent.author)
@@ -356,7 +421,7 @@ class Talk:
                     pii.append(("MENTION", v, "@" + parent.author.handle) if self.style == "slack" else ("MENTION", v))
             elif others and r.random() < 0.12:
                 o = r.choice(others)
-                name = o.display if r.random() < 0.5 else o.handle
+                name = r.choice(self.known_names(o))
                 body = f"As {name} said earlier, {body[0].lower()}{body[1:]}"
                 pii.append(("NAME", name))
         if allow_pii and r.random() < self.pii_rate:
@@ -1019,6 +1084,27 @@ DIPLO_LINES = [
     "I'll bounce you in {place} unless we agree on something now.",
     "Sorry for the late reply, busy week. I'm still on board with the plan.",
 ]
+DIPLO_EXTRA = [
+    "If {third} moves on {place} we should talk again.",
+    "My army in {place} stays put either way.",
+    "I can give you {place} by {year} if this works out.",
+    "{third} is too quiet, that worries me.",
+    "Last game {third} stabbed me in {place}, so forgive the caution.",
+    "I'd rather build fleets than armies this year.",
+    "Let me know before the {season} deadline.",
+    "We can revisit {place} after the {season} moves.",
+    "Trust has to start somewhere, and {place} is a good test.",
+    "I'll show you my orders for {place} if you want.",
+    "Nothing personal, I just need {place} to survive.",
+    "Between us, {third} offered me {place} yesterday.",
+    "I haven't decided about {place} yet, honestly.",
+    "Your fleet near {place} makes me nervous.",
+    "The board looks very different after {year}, so let's plan ahead.",
+    "I told {third} I'd stay neutral, which is mostly true.",
+    "Can we agree on a DMZ around {place}?",
+    "{third} keeps asking about your plans, I told them nothing.",
+    "Ping me if anything changes with {third}.",
+]
 PLACES = ("Munich", "Tyrolia", "Galicia", "the Black Sea", "Belgium", "Holland", "Burgundy", "the Channel",
           "Piedmont", "Serbia", "Rumania", "Sweden", "Venice", "Trieste")
 
@@ -1038,6 +1124,9 @@ def write_diplomacy(root: str, rng: random.Random, scale: int, planted: Planted)
             third = rng.choice([p for p in POWERS if p not in pair])
             text = rng.choice(DIPLO_LINES).format(to=receiver.capitalize(), place=rng.choice(PLACES),
                                                   third=third.capitalize())
+            extras = [f.format(place=rng.choice(PLACES), third=third.capitalize(), year=1902 + idx * 6 // total,
+                               season=rng.choice(("Spring", "Fall"))) for f in rng.sample(DIPLO_EXTRA, 2)]
+            text = " ".join([extras[0], text, extras[1]] if rng.random() < 0.5 else [text, *extras])
             year = 1901 + idx * 6 // total
             season = ("Spring", "Fall", "Winter")[min(2, (idx * 18 // total) % 3)]
             dialogs[pair].append(dict(text=text, sender=sender, receiver=receiver, idx=idx, year=year, season=season))
@@ -1426,8 +1515,9 @@ def _tg_entities(text: str, people_by_mention: dict) -> list:
     parts: list = []
     for w in text.split(" "):
         core = w.rstrip(".,!?)")
-        if core.startswith("@") and core in people_by_mention:
-            ent = {"type": "mention", "text": core}
+        if core.startswith("@@") and core in people_by_mention:
+            p = people_by_mention[core]
+            ent = {"type": "mention_name", "text": p.display, "user_id": int(p.native_id)}
         elif core.startswith("http"):
             ent = {"type": "link", "text": core}
         else:
@@ -1452,9 +1542,9 @@ def write_telegram(root: str, rng: random.Random, scale: int, planted: Planted) 
     base = os.path.join(root, "telegram")
     people = make_people(rng, 12 + 4 * scale, "login", lambda i: 5_000_000_000 + i * 7777)
     for p in people:
-        p.handle = p.display.split(" ")[0].lower() + "_" + p.display.split(" ")[1].lower()[:3]
+        p.handle = p.display  # exports show only display names (`from`), never usernames
     planted.people(people)
-    by_mention = {"@" + p.handle: p for p in people}
+    by_mention = {f"@@{p.native_id}": p for p in people}
     talk = Talk(rng, "telegram")
     t0 = datetime(2023, 11, 5, 9, tzinfo=UTC).timestamp()
     chat_id = 1_788_654_321
@@ -1480,6 +1570,7 @@ def write_telegram(root: str, rng: random.Random, scale: int, planted: Planted) 
             if m.parent is not None and m.parent != j - 1:
                 d["reply_to_message_id"] = ids[m.parent]
             d["text"] = text
+            assert "@@" not in json.dumps(text), "a mention marker was not turned into an entity"
             d["text_entities"] = ([{"type": "plain", "text": x} if isinstance(x, str) else x for x in text]
                                   if isinstance(text, list) else [{"type": "plain", "text": text}])
             ids.append(next_id)
@@ -1515,7 +1606,7 @@ def write_telegram(root: str, rng: random.Random, scale: int, planted: Planted) 
                   "action": "create_channel", "title": "Allotment Notes", "text": ""})
     for k in range(2, 20 * scale + 2):
         ts = t1 + k * 5400
-        text = rng.choice(topic["advice"])
+        text = talk.fill("{advice}", topic)
         if k % 4 == 0:
             text = [{"type": "bold", "text": "Tip of the day: "}, text]
         posts.append({"id": k, "type": "message", "date": _tg_local(ts), "from": "Allotment Notes", "from_id": ch_id,

@@ -56,10 +56,13 @@ HISTORIES = Table(
         Column("message_id", pa.string(), False, "The message."),
         Column("thread_id", pa.string(), False, "Its thread."),
         Column("author_id", pa.string(), True, "Its author's pseudonym."),
-        Column("structure", pa.string(), False, "`tree` (reply links) or `linear` (channel order)."),
+        Column("structure", pa.string(), False,
+               "`tree` when the message has an explicit `parent_id` on a reply-tree platform (Reddit, Stack "
+               "Exchange, Discourse, Discord, Slack, Telegram); otherwise `linear` (channel order)."),
         Column("read_seqs", SEQS, False,
-               "What the author had read: ancestors nearest first then latest earlier siblings (tree), "
-               "or the previous N messages of the thread, nearest first (linear)."),
+               "What the author had read, at most N: ancestors nearest first (each strictly earlier than the "
+               "one below it), then the latest earlier siblings (same `parent_id`), latest first (tree); or the "
+               "previous N messages of the thread, nearest first (linear)."),
         Column("own_seqs", SEQS, False, "The author's own previous K messages on this timeline, most recent first."),
     ],
 )
@@ -68,8 +71,11 @@ EXAMPLES = Table(
     "pair_examples", 1,
     "One training example per (author, interlocutor, target message), all streams by reference.",
     [
-        Column("example_id", pa.string(), False, "Deterministic id: hash of target message id and interlocutor."),
-        Column("split", pa.string(), False, "`train`, `validation` or `test`."),
+        Column("example_id", pa.string(), False,
+               "Deterministic id: hex SHA-1 of `target_message_id`, U+001F, `other_id`. Caps keep the lowest ids."),
+        Column("split", pa.string(), False,
+               "`train`, `validation` or `test`, by a salted hash of `thread_id` (a thread is never in two "
+               "splits); see `[examples]` for the temporal and user-disjoint options."),
         Column("timeline_id", pa.string(), False, "Timeline of every referenced `seq`."),
         Column("platform", pa.string(), False, "Platform of the target."),
         Column("community", pa.string(), False, "Community of the target."),
@@ -79,11 +85,17 @@ EXAMPLES = Table(
         Column("self_id", pa.string(), False, "Pseudonym of the target's author (the perspective)."),
         Column("other_id", pa.string(), False, "Pseudonym of the interlocutor."),
         Column("window_seqs", SEQS, False, "Local conversation in time order, ending with the target."),
-        Column("own_seqs", SEQS, False, "The author's own stream, time order, strictly before the window."),
-        Column("other_seqs", SEQS, False, "The interlocutor's stream as read by the author, time order, before the target."),
-        Column("window_gaps", GAPS, True, "Seconds before each window message (null on ordinal timelines)."),
-        Column("own_gaps", GAPS, True, "Seconds before each own-stream message (null on ordinal timelines)."),
-        Column("other_gaps", GAPS, True, "Seconds before each interlocutor-stream message (null on ordinal timelines)."),
-        Column("labels", pa.string(), True, "The target's annotations (Diplomacy deception labels), JSON."),
+        Column("own_seqs", SEQS, False, "The author's previous messages strictly before the window, the latest K, time order."),
+        Column("other_seqs", SEQS, False,
+               "The interlocutor's messages the author had read before the target (in the reading histories of "
+               "the author's earlier messages), strictly before the window, the latest K, time order; with "
+               "`other_public`, also their public messages before the window."),
+        Column("window_gaps", GAPS, True,
+               "Seconds before each window message: since the previous message of the list; for the first, since "
+               "the previous message of its thread (a null element when it opens the thread). The whole list is "
+               "null on ordinal timelines."),
+        Column("own_gaps", GAPS, True, "Seconds before each own-stream message, as for `window_gaps`."),
+        Column("other_gaps", GAPS, True, "Seconds before each interlocutor-stream message, as for `window_gaps`."),
+        Column("labels", pa.string(), True, "The target's annotations (Diplomacy deception labels), JSON, copied."),
     ],
 )

@@ -35,7 +35,7 @@ def built(real, tmp_path_factory):
     cfg_path = write_config(tmp / "corpus.toml", tmp / "out", real_sources(real),
                             tokenizer={"vocab_size": 2000})
     instance = DagsterInstance.ephemeral()
-    summary = materialize_corpus(cfg_path, instance=instance, secret=TEST_SECRET)
+    summary = materialize_corpus(cfg_path, instance=instance, secret=TEST_SECRET, raise_on_error=False)
     return cfg_path, instance, summary
 
 
@@ -69,8 +69,7 @@ def test_every_check_passes(built):
                 "token_shards:counts_conserved"}
     assert expected <= set(checks)
     assert any(k.startswith("messages_raw/reddit:record_conservation[") for k in checks)
-    failed = [k for k, ok in checks.items() if not ok]
-    assert not failed, failed
+    assert all(checks.values()), summary["failed_checks"]
 
 
 def test_metadata_reports_counts_rates_and_plots(built):
@@ -116,6 +115,6 @@ def test_planted_leak_fails_the_leak_check_with_a_count(built, tmp_path):
         (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_pii_leak_check"]
         assert not ev.passed
         assert ev.metadata["failed_rows"].value >= 3
-        assert "leaky.person@example.org" not in (ev.description or "") or True
+        assert str(ev.metadata["failed_rows"].value) in ev.description or "leak" in ev.description
     finally:
         storage.write_table(anon_url, anon, schema=ANON)

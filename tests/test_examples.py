@@ -271,3 +271,10 @@ def test_real_streams_stop_before_the_window_and_counts_add_up(real_run):
     # Blow-up is bounded by the per-target cap on every platform.
     assert all(p["blowup"] <= ExamplesConfig().max_per_target for p in s["by_platform"].values())
     assert s["by_platform"]["diplomacy"]["blowup"] == 1.0  # one interlocutor per dialog message
+
+
+def test_empty_corpus_gives_empty_tables_with_every_option():
+    cfg = ExamplesConfig(other_public=True, user_disjoint=True, temporal_cutoff="2013-01-01")
+    ex, stats, _ = examples_of(dedup_frame([]), cfg)
+    assert ex.height == 0 and stats["blowup"] == 0.0
+    assert E.conform(ex.to_arrow()).schema == E.arrow

@@ -5,9 +5,11 @@ tests/test_tokenizer.py `make_inputs`); the last test runs the real pipeline end
 """
 
 import json
+import os
 import re
 
 import duckdb
+import fsspec
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -221,7 +223,6 @@ def test_a_crash_mid_shard_leaves_the_previous_manifest_valid(real, tmp_path, mo
     SH.run(ctx)
     assert open(url, "rb").read() != before and SH.verify_manifest(url).passed
     man = json.loads(open(url).read())
-    import os
     assert sorted(os.listdir(os.path.dirname(url))) == sorted([SH.MANIFEST, *(s["path"] for s in man["shards"])])
 
 
@@ -260,7 +261,6 @@ def test_memory_filesystem_works_end_to_end(built):
     summary = SH.run(ctx)
     assert summary["rows_out"] == examples.height
     local = open(storage.join(out, "shards", "train", SH.MANIFEST), "rb").read()
-    import fsspec
     with fsspec.open(storage.join(mem, "shards", "train", SH.MANIFEST), "rb") as f:
         assert f.read() == local  # same bytes on any filesystem
     assert SH.verify_manifest(storage.join(mem, "shards", "train", SH.MANIFEST)).passed
@@ -317,3 +317,9 @@ def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_c
         _check_stream(tok, row, ex, timeline, "other", E.other_seqs, E.other_gaps)
         checked += 1
     assert checked > 100
+
+
+def test_docs_hold_the_shard_schema_table():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "shards.md").read_text()
+    assert S.markdown() in doc

@@ -6,12 +6,10 @@ placeholders planted; `make_inputs` is shared with tests/test_shards.py.
 """
 
 import hashlib
-import io
 import json
 from datetime import datetime, timezone
 
 import polars as pl
-import pyarrow as pa
 import pytest
 import zstandard
 

@@ -247,7 +247,9 @@ class ShardStream(IterableDataset):
 def make_loader(stream: ShardStream) -> DataLoader:
     """A DataLoader over a stream (batches are already collated; workers as the stream says)."""
     nw = stream.workers if stream.workers > 1 else 0
-    return DataLoader(stream, batch_size=None, num_workers=nw, persistent_workers=False,
+    # its own generator: creating an iterator draws a seed, which must not move the global RNG
+    # (the forgetting regulariser's draws would shift on resume)
+    return DataLoader(stream, batch_size=None, num_workers=nw, persistent_workers=False, generator=torch.Generator(),
                       pin_memory=torch.cuda.is_available(), prefetch_factor=4 if nw else None)
 
 

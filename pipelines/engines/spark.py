@@ -150,3 +150,93 @@ def ingest(spark, format: str, patterns, messages_url: str, quarantine_url: str)
     stats.skipped = sum(stats.skipped_by_reason.values())
     stats.records = stats.messages + stats.quarantined + stats.skipped
     return stats
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def read_table(spark, url: str, table=None):
+    """The dataset directory ``url`` (every Parquet file under it, as storage.read sees them) as a
+    Spark DataFrame; with ``table`` (a ``schemas.Table``) its columns in that order and types."""
+    from pipelines import storage
+
+    files = storage.dataset_files(url)
+    if not files:
+        raise FileNotFoundError(f"{url}: no table here. Run the stage that writes it first.")
+    proto = url.split("://", 1)[0] + "://" if "://" in url else ""
+    # fsspec lists paths without the protocol; Spark needs it back (s3:// needs
+    # spark.hadoop.fs.s3.impl set to S3A, see docs/scale.md).
+    files = [f if not proto or f.startswith(proto) else proto + f for f in files]
+    df = spark.read.parquet(*files)
+    return conform(df, table) if table is not None else df
+
+
+def conform(df, table):
+    """``df`` with exactly ``table``'s columns, in order, cast to its Spark types (Table.conform's
+    Spark side: a missing nullable column becomes null, a missing required one is an error)."""
+    from pyspark.sql import functions as F
+
+    st = spark_schema(table.arrow, nullable=True)
+    cols = []
+    for f in st.fields:
+        if f.name in df.columns:
+            cols.append(F.col(f.name).cast(f.dataType).alias(f.name))
+        elif table.column(f.name).nullable:
+            cols.append(F.lit(None).cast(f.dataType).alias(f.name))
+        else:
+            raise ValueError(f"table {table.name}: required column {f.name!r} is missing")
+    return df.select(*cols)
+
+
+def write_table(df, url: str, table, order_by=()) -> None:
+    """Write ``df`` conformed to ``table`` as the dataset ``url`` (atomic, see storage.write_spark).
+
+    ``order_by``: a global sort (range-partitioned, not one partition) so the part files hold the
+    rows in the same order as the Polars engine's output, for readers that keep file order.
+    """
+    from pipelines import storage
+
+    out = conform(df, table)
+    if order_by:
+        out = out.orderBy(*order_by)
+    storage.write_spark(out, url)
+
+
+def to_polars(df):
+    """Collect a (small) Spark DataFrame to Polars through Arrow (tests, stats, small tables)."""
+    import polars as pl
+
+    return pl.from_arrow(df.toArrow())
+
+
+# --- stage dispatch -------------------------------------------------------------------------
+
+def _ingest_stage(ctx, spark) -> dict:
+    per = []
+    for src in ctx.config.sources:
+        st = ingest(spark, src.format, src.paths, ctx.config.table_url("messages_raw", src.name),
+                    ctx.config.table_url("quarantine", src.name))
+        per.append({"source": src.name, **st.summary()})
+    tot = {k: sum(p[k] for p in per) for k in ("records", "messages", "quarantined", "skipped")}
+    return {"sources": per, **tot}
+
+
+# stage name -> "module:function(ctx, spark) -> summary". Stages missing here run on Polars.
+SPARK_STAGES = {
+    "ingest": "pipelines.engines.spark:_ingest_stage",
+    "dedup": "pipelines.engines.spark_dedup:run",
+    "timeline": "pipelines.engines.spark_timeline:run",
+    "histories": "pipelines.engines.spark_histories:run",
+}
+
+
+def has_stage(name: str) -> bool:
+    return name in SPARK_STAGES
+
+
+def run_stage(name: str, ctx) -> dict:
+    """Run stage ``name``'s Spark side on the session for the config's `[spark]` section."""
+    import importlib
+
+    mod, fn = SPARK_STAGES[name].split(":")
+    spark = session(ctx.config.section("spark"))
+    return getattr(importlib.import_module(mod), fn)(ctx, spark)
