@@ -65,11 +65,11 @@ year years world life game play player team war peace north south east west
 _KEEP = r"<(?:[A-Z_]+|@" + PSEUDONYM_PREFIX + r"[0-9a-f]{" + str(PSEUDONYM_HEX) + r"})>"
 # `u/name`, `/u/name` (Reddit) and `@name`; the look-behinds keep e-mail addresses and
 # paths out.
-_EXPLICIT = r"(?P<pre>(?<![\w/])/?u/|(?<![\w@.+\-])@)(?P<h>\w[\w\-]*)"
+_EXPLICIT = r"(?P<pre>(?<![\w/])/?u/|(?<![\w@+\-])@)(?P<h>\w[\w\-]*)"
 # IRC-style addressing at the very start of a message: `nick: …` or `nick, …`.
 _ADDRESS = r"\A(?P<a>[^\s:,<>@]+)(?=[:,](?:\s|\Z))"
 # Polars (Rust regex) flag for rows that might hold an explicit mention.
-_EXPLICIT_FLAG = r"(?:^|[^\w/])/?u/\w|(?:^|[^\w@.+\-])@\w"
+_EXPLICIT_FLAG = r"(?:^|[^\w/])/?u/\w|(?:^|[^\w@+\-])@\w"
 _WORD = r"\w+"
 _JSON_ESCAPES = r"\\[nrtbf\"\\/]"
 
@@ -188,7 +188,7 @@ def _mention_regex(complex_names: tuple[str, ...]) -> re.Pattern:
     known = ""
     if complex_names:
         alts = "|".join(re.escape(c) for c in sorted(complex_names, key=lambda c: (-len(c), c)))
-        known = (rf"|(?P<kpre>(?<![\w/])/?u/|(?<![\w@.+\-])@)(?P<k>{alts})(?!\w)"
+        known = (rf"|(?P<kpre>(?<![\w/])/?u/|(?<![\w@+\-])@)(?P<k>{alts})(?!\w)"
                  rf"|(?<!\w)(?P<n>{alts})(?!\w)")
     return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}|(?<!\w)(?P<w>\w+)", re.IGNORECASE)
 

@@ -54,3 +54,17 @@ def spark():
                             conf={"spark.ui.enabled": "false", "spark.driver.memory": "2g"}))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def real_built(real_config):
+    """The whole pipeline run once over every real sample: (config, {stage: summary}).
+
+    Tests that only read the tables share this build; tests that need a variant build
+    their own in a temp dir.
+    """
+    from pipelines.build import build
+    from pipelines.context import RunContext
+
+    summary = build(RunContext(real_config, secret_value=TEST_SECRET))
+    return real_config, summary

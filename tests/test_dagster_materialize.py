@@ -7,7 +7,7 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
 from conftest import TEST_SECRET, real_sources
-from dagster_project.checks import ASSET_CHECKS
+from dagster_project.checks import ASSET_CHECKS, no_pii_leak_check
 from dagster_project.definitions import STAGE_KEYS, build_defs, make_resources, materialize_corpus
 from pipelines import storage
 from pipelines.config import load
@@ -111,7 +111,7 @@ def test_planted_leak_fails_the_leak_check_with_a_count(built, tmp_path):
         d = build_defs(cfg_path, secret=TEST_SECRET)
         result = materialize([*d.assets, *ASSET_CHECKS], resources=make_resources(cfg_path, secret=TEST_SECRET),
                              instance=DagsterInstance.ephemeral(), raise_on_error=False,
-                             selection=AssetSelection.checks_for_assets(AssetKey("messages_anon")))
+                             selection=AssetSelection.checks(no_pii_leak_check))
         (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_pii_leak_check"]
         assert not ev.passed
         assert ev.metadata["failed_rows"].value >= 3

@@ -282,13 +282,9 @@ def test_config_rejects_a_window_too_small_for_a_target(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_config):
-    from conftest import TEST_SECRET
-    from pipelines.build import build
-    from pipelines.context import RunContext
-
+def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_built):
+    real_config, summary = real_built
     out = real_config.out
-    summary = build(RunContext(real_config, secret_value=TEST_SECRET))
     assert summary["tokenizer"]["vocab_size"] == 2000
     assert summary["shards"]["rows_in"] == summary["shards"]["rows_out"] == summary["examples"]["rows_out"]
     tok = T.load(storage.join(out, "tokenizer.json"))

@@ -182,54 +182,8 @@ def test_timeline_conforms_to_schema(mixed):
 
 # ---------------------------------------------------------------------------- real samples
 
-_REAL: dict = {}
 MY_STAGES = ("timeline", "histories", "examples")
 MY_TABLES = ("timeline", "reading_histories", "pair_examples")
-
-
-def _raw_as_dedup(raw: pl.DataFrame) -> pl.DataFrame:
-    """Stand-in for dedup/anonymize/neardup while they are missing: first copy of each id, all targets."""
-    return pl.from_arrow(D.conform(
-        raw.unique(D.message_id, keep="first", maintain_order=True)
-        .with_columns(pl.lit(1, pl.Int32).alias(D.n_copies), pl.lit([], pl.List(pl.String)).alias(D.pii_types),
-                      pl.lit(True).alias(D.is_target), pl.lit(1, pl.Int32).alias(D.dup_cluster_size),
-                      pl.lit(False).alias(D.mass_dup)).to_arrow()))
-
-
-def real_pipeline(real_config, tmp_path_factory) -> dict:
-    """The real samples through the pipeline up to `pair_examples` (once per session).
-
-    With dedup/anonymize/neardup available this is `build(..., until="examples")` on the
-    shared `real_config` (reusing its `messages_dedup` if another test already built it);
-    otherwise ingest plus a stand-in conversion in a private folder. Returns
-    {"config", "summary": {stage: summary}, "tables": {table: DataFrame}}.
-    """
-    if "run" in _REAL:
-        return _REAL["run"]
-    from pipelines import ingest, storage
-    from pipelines.build import build
-    from pipelines.context import RunContext
-    from pipelines.stages import get_stage, run_stage
-    from conftest import TEST_SECRET
-
-    upstream = all(get_stage(s).available() for s in ("dedup", "anonymize", "neardup"))
-    if upstream:
-        config = real_config
-        ctx = RunContext(config, secret_value=TEST_SECRET)
-        if storage.exists(config.table_url("messages_dedup")):
-            summary = {s: run_stage(s, ctx) for s in MY_STAGES}
-        else:
-            summary = build(ctx, until="examples")
-    else:
-        config = real_config.with_overrides(out=str(tmp_path_factory.mktemp("real_mine")))
-        ctx = RunContext(config, secret_value=TEST_SECRET)
-        ingest.run(ctx)
-        storage.write_table(config.table_url("messages_dedup"),
-                            _raw_as_dedup(storage.read(config.table_url("messages_raw"))), schema=D)
-        summary = {s: run_stage(s, ctx) for s in MY_STAGES}
-    tables = {t: storage.read(config.table_url(t)) for t in MY_TABLES}
-    _REAL["run"] = {"config": config, "summary": summary, "tables": tables, "upstream": upstream}
-    return _REAL["run"]
 
 
 def rerun_my_stages(run: dict, out, shuffle_seed: int | None) -> dict[str, list[bytes]]:
@@ -256,8 +210,13 @@ def rerun_my_stages(run: dict, out, shuffle_seed: int | None) -> dict[str, list[
 
 
 @pytest.fixture(scope="module")
-def real_run(real_config, tmp_path_factory):
-    return real_pipeline(real_config, tmp_path_factory)
+def real_run(real_built):
+    """The session's full real build (tests/conftest.py), read as this module's tables."""
+    from pipelines import storage
+
+    config, summary = real_built
+    return {"config": config, "summary": summary, "upstream": True,
+            "tables": {t: storage.read(config.table_url(t)) for t in MY_TABLES}}
 
 
 def test_real_timeline_is_ordered_and_counts_dangling_parents(real_run):

@@ -159,13 +159,6 @@ def slot_units(manifest: Manifest, seed: int, epoch: int, n_slots: int, shuffle:
     return [units[i::n_slots] for i in range(n_slots)]
 
 
-def batches_per_slot(manifest: Manifest, batch_size: int, seed: int, n_slots: int) -> int:
-    """Full batches every slot yields per epoch (the smallest slot decides; epoch-independent
-    only in expectation, so it is computed per epoch by :class:`ShardStream`)."""
-    slots = slot_units(manifest, seed, 0, n_slots, shuffle=True)
-    return min(sum(n for _, _, n in units) for units in slots) // batch_size
-
-
 class ShardStream(IterableDataset):
     """Collated batches of one rank for one epoch, starting after ``start`` consumed batches.
 
@@ -195,7 +188,7 @@ class ShardStream(IterableDataset):
 
     def __len__(self) -> int:
         """Batches this rank yields in this epoch, counting from ``start``."""
-        return max(0, sum(self.per_slot) - self.start) if self.shuffle else sum(self.per_slot) - self.start
+        return max(0, sum(self.per_slot) - self.start)
 
     def _slot_rows(self, w: int, first_batch: int):
         """Yield row-batches (pyarrow Tables of ``batch_size`` rows) of slot ``w`` from ``first_batch``."""

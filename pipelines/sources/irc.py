@@ -140,7 +140,9 @@ def _read_day(path: str, ch: _Channel) -> Iterator[Outcome]:
                 M.message_id: message_id,
                 M.platform: PLATFORM,
                 M.community: f"{PLATFORM}:{scope}",
-                M.thread_id: f"{PLATFORM}:{scope}",
+                # One thread per channel-day: a channel never ends, and splitting examples by
+                # thread needs more than one thread per channel (see docs/formats/irc.md).
+                M.thread_id: f"{PLATFORM}:{scope}:{day}",
                 M.parent_inferred: parent_inferred,
                 M.author_id: f"{network}:{root}",
                 M.author_name: nick,
