@@ -13,29 +13,18 @@
 from __future__ import annotations
 
 import fnmatch
-import io
-import re
-from datetime import datetime, timezone
 
-import fsspec
-import orjson
-import zstandard
 from dagster import MonthlyPartitionsDefinition, StaticPartitionsDefinition
 
 from pipelines import ingest as ingest_mod
-from pipelines.config import CorpusConfig, SourceConfig
+from pipelines.config import CorpusConfig
+from pipelines.partitions import (MONTHLY_FORMATS, PartitionError, files_by_month,  # noqa: F401 (re-exported)
+                                  merge_summaries, month_of_file)
 from pipelines.sources import FORMATS
 
-MONTHLY_FORMATS = ("reddit",)
 # Reddit's first month; a partition for every month since, up to the current one (a dump of
 # a month in progress can arrive from Arctic Shift).
 REDDIT_MONTHS = MonthlyPartitionsDefinition(start_date="2005-06", end_offset=1, fmt="%Y-%m")
-MONTH_IN_NAME = re.compile(r"R[CS]_(\d{4})-(\d{2})")
-MAX_PEEK_BYTES = 1 << 20
-
-
-class PartitionError(ValueError):
-    """A dump file cannot be assigned to a partition; the message names the file and the fix."""
 
 
 def partitions_def(config: CorpusConfig, format: str):
@@ -49,44 +38,6 @@ def configured_formats(config: CorpusConfig) -> list[str]:
     """Formats with at least one configured source, in the registry's order."""
     present = {s.format for s in config.sources}
     return [f for f in FORMATS if f in present]
-
-
-def _first_record_month(path: str) -> str | None:
-    with fsspec.open(path, "rb") as raw:
-        if path.endswith(".zst"):
-            # Pushshift frames declare a 2 GiB window; only the first line is read.
-            stream = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw)
-            line = io.BufferedReader(stream).readline(MAX_PEEK_BYTES)
-        else:
-            line = raw.readline(MAX_PEEK_BYTES)
-    try:
-        created = orjson.loads(line).get("created_utc")
-        return datetime.fromtimestamp(int(float(created)), tz=timezone.utc).strftime("%Y-%m")
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OverflowError):
-        return None
-
-
-def month_of_file(path: str) -> str:
-    """``YYYY-MM`` of a Reddit dump file: from its name, else from its first record's ``created_utc``.
-
-    Raises PartitionError naming the file when neither gives a month.
-    """
-    m = MONTH_IN_NAME.search(path.rsplit("/", 1)[-1])
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    month = _first_record_month(path)
-    if month is None:
-        raise PartitionError(f"{path}: no month in the file name (RC_YYYY-MM / RS_YYYY-MM) and no readable "
-                             f"`created_utc` in its first record; rename it after the month it covers.")
-    return month
-
-
-def files_by_month(source: SourceConfig) -> dict[str, list[str]]:
-    """The source's files grouped by month, each list sorted."""
-    out: dict[str, list[str]] = {}
-    for p in ingest_mod.expand_paths(source.paths):
-        out.setdefault(month_of_file(p), []).append(p)
-    return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 def partition_keys(config: CorpusConfig, format: str) -> list[str]:
@@ -130,17 +81,7 @@ def ingest_partition(ctx, format: str, key: str) -> dict:
         stats = ingest_mod.ingest(format, files, config.table_url("messages_raw", s.name, key),
                                   config.table_url("quarantine", s.name, key), ctx.log)
         per.append({"source": s.name, **stats.summary()})
-    total = {"format": format, "partition": key}
-    for k in ("records", "messages", "quarantined", "skipped", "files"):
-        total[k] = sum(p[k] for p in per)
-    for k in ("skipped_by_reason", "quarantined_by_reason"):
-        merged: dict[str, int] = {}
-        for p in per:
-            for r, n in p[k].items():
-                merged[r] = merged.get(r, 0) + n
-        total[k] = dict(sorted(merged.items()))
-    total["sources"] = per
-    return total
+    return {**merge_summaries(per, format=format, partition=key), "sources": per}
 
 
 def partition_of_file(config: CorpusConfig, path: str) -> tuple[str, str] | None:

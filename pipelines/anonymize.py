@@ -33,6 +33,7 @@ from pipelines import storage
 from pipelines.pii import PREFILTER, PiiEngine
 from schemas import ANON, RECORDS
 from schemas import MESSAGES as M
+from schemas.messages import ROLE_PLATFORMS
 from schemas.placeholders import PSEUDONYM_HEX, PSEUDONYM_PREFIX, mention
 
 MENTION_TYPE = "MENTION"
@@ -145,6 +146,28 @@ def mentionable(frame: pl.DataFrame, cfg: AnonymizeConfig) -> pl.Series:
     return frame.select(is_mentionable(pl.col(N_KEY), cfg)).to_series() & ~in_comm.to_series()
 
 
+def author_keys(messages: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Every name by which text may refer to a known author: one row per message and name.
+
+    Out: platform, community, author_id, key (lower-cased, stripped). Names are the
+    ``author_name``, each of ``author_aliases`` and the native part of ``author_id`` (readers
+    scope ids as ``<workspace>:<user>``; text can only show the native part). Authors on
+    ``ROLE_PLATFORMS`` (game roles such as Diplomacy powers) have no names here: their names
+    are game vocabulary, not personal data. The anonymiser and the leak scanner both use this,
+    so what is replaced and what is checked are the same set.
+    """
+    lf = messages.lazy() if isinstance(messages, pl.DataFrame) else messages
+    authors = lf.filter(pl.col(M.author_id).is_not_null() & ~pl.col(M.platform).is_in(list(ROLE_PLATFORMS)))
+    base = authors.select(M.platform, M.community, M.author_id)
+    parts = [base.with_columns(pl.col(M.author_id).str.split(":").list.last().alias(N_KEY)),
+             authors.select(M.platform, M.community, M.author_id, pl.col(M.author_name).alias(N_KEY))]
+    if M.author_aliases in lf.collect_schema().names():  # tables written before the column existed lack it
+        parts.append(authors.select(M.platform, M.community, M.author_id,
+                                    pl.col(M.author_aliases).alias(N_KEY)).explode(N_KEY))
+    return (pl.concat(parts).with_columns(pl.col(N_KEY).str.strip_chars().str.to_lowercase())
+        .filter(pl.col(N_KEY).str.len_chars() > 0).collect())
+
+
 def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
                      cfg: AnonymizeConfig | None = None) -> pl.DataFrame:
     """Per community, every known author name and handle -> that author's pseudonym.
@@ -156,19 +179,12 @@ def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
     (then the smaller pseudonym), so the table is deterministic.
     """
     cfg = cfg or AnonymizeConfig()
-    lf = messages.lazy() if isinstance(messages, pl.DataFrame) else messages
-    authors = (lf.filter(pl.col(M.author_id).is_not_null())
-               .select(M.platform, M.community, M.author_id, M.author_name).collect())
-    if authors.height == 0:
+    keys = author_keys(messages)
+    if keys.height == 0:
         return pl.DataFrame(schema={N_COMMUNITY: pl.String, N_KEY: pl.String, N_FIRST: pl.String,
                                     N_PSEUDONYM: pl.String, N_MENTIONABLE: pl.Boolean})
-    authors = authors.with_columns(
-        pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), authors, secret).alias(N_PSEUDONYM))
-    # Readers scope ids (`<game>:<power>`, `<workspace>:<user>`); text can only show the native part.
-    keys = pl.concat([
-        authors.select(M.community, pl.col(M.author_id).str.split(":").list.last().alias(N_KEY), N_PSEUDONYM),
-        authors.select(M.community, pl.col(M.author_name).alias(N_KEY), N_PSEUDONYM),
-    ]).with_columns(pl.col(N_KEY).str.strip_chars().str.to_lowercase()).filter(pl.col(N_KEY).str.len_chars() > 0)
+    keys = keys.with_columns(
+        pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), keys, secret).alias(N_PSEUDONYM))
     table = (keys.group_by(M.community, N_KEY, N_PSEUDONYM).agg(pl.len().alias("n"))
              .sort([M.community, N_KEY, "n", N_PSEUDONYM], descending=[False, False, True, False])
              .unique([M.community, N_KEY], keep="first", maintain_order=True)
@@ -347,6 +363,7 @@ def _anonymize(df: pl.DataFrame, names: pl.DataFrame, secret: bytes, engine: Pii
     out = df.with_columns(
         pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), df, secret).alias(M.author_id),
         pl.lit(None, dtype=pl.String).alias(M.author_name),
+        pl.lit(None, dtype=pl.List(pl.String)).alias(M.author_aliases),
         pl.when(had_recipients).then(rec.sort("_row")[M.recipient_ids]).otherwise(None).alias(M.recipient_ids),
         *new_cols.values(),
         pl.Series(ANON.pii_types, pii_types, dtype=pl.List(pl.String)),

@@ -40,9 +40,16 @@ class IngestStats:
         return d | {"files": self.files}
 
 
-def expand_paths(patterns: Iterable[str]) -> list[str]:
-    """Expand globs (local or fsspec URLs); a pattern that matches nothing is a SourceError."""
+def expand_paths(patterns: Iterable[str], log: logging.Logger | None = None) -> list[str]:
+    """Expand globs (local or fsspec URLs) into a sorted, de-duplicated list of paths.
+
+    A literal path that does not exist is a SourceError. A glob that matches nothing is
+    only logged (a landing folder is often empty), but if no pattern matches anything the
+    source is a SourceError: it would silently ingest nothing.
+    """
+    patterns = list(patterns)
     out: list[str] = []
+    empty: list[str] = []
     for pat in patterns:
         fs, path = fsspec.core.url_to_fs(pat)
         proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
@@ -50,13 +57,17 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
         if any(ch in path for ch in "*?[") and not fs.exists(path):
             hits = sorted(fs.glob(path))
             if not hits:
-                raise SourceError(f"{pat}: the pattern matches no file")
+                empty.append(pat)
             out.extend(proto + h if proto and not h.startswith(proto) else h for h in hits)
         else:
             if not fs.exists(path):
                 raise SourceError(f"{pat}: file not found. Check the `paths` of this source.")
             out.append(pat)
-    return out
+    if not out:
+        raise SourceError(f"{', '.join(patterns)}: the pattern matches no file")
+    for pat in empty:
+        (log or logging.getLogger("socialcorpus.ingest")).warning("%s: the pattern matches no file (yet)", pat)
+    return sorted(set(out))
 
 
 def _rows_to_table(rows: list[dict], fmt: str, quarantine: list[dict]) -> pa.Table:
@@ -155,11 +166,25 @@ def ingest(format: str, patterns: Iterable[str], messages_url: str, quarantine_u
 
 
 def ingest_source(ctx, source_name: str) -> dict:
-    """Ingest one configured source into `messages_raw/<name>` and `quarantine/<name>`; return its summary."""
+    """Ingest one configured source; return its summary.
+
+    The layout is the one Dagster's partitions use (pipelines/partitions.py): monthly
+    formats write `messages_raw/<name>/<YYYY-MM>` per month (months whose files are gone
+    are removed), every other format `messages_raw/<name>`; quarantine likewise.
+    """
+    from pipelines.partitions import MONTHLY_FORMATS, files_by_month, merge_summaries
+
     src = ctx.config.source(source_name)
-    stats = ingest(src.format, src.paths, ctx.config.table_url("messages_raw", src.name),
-                   ctx.config.table_url("quarantine", src.name), ctx.log)
-    return {"source": src.name, **stats.summary()}
+    raw, quar = ctx.config.table_url("messages_raw", src.name), ctx.config.table_url("quarantine", src.name)
+    if src.format not in MONTHLY_FORMATS:
+        stats = ingest(src.format, src.paths, raw, quar, ctx.log)
+        return {"source": src.name, **stats.summary()}
+    months = files_by_month(src)
+    per = [{"month": m, **ingest(src.format, files, storage.join(raw, m), storage.join(quar, m), ctx.log).summary()}
+           for m, files in months.items()]
+    for root in (raw, quar):
+        storage.remove_children_except(root, set(months))
+    return {"source": src.name, **merge_summaries(per, format=src.format), "months": per}
 
 
 def run(ctx) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.anonymize import AnonymizeConfig, mentionable
+from pipelines.anonymize import N_KEY, AnonymizeConfig, author_keys, mentionable
 from pipelines.checks import CheckResult
 from schemas import MESSAGES as M
 
@@ -37,10 +37,7 @@ def raw_names(raw: pl.DataFrame, cfg: AnonymizeConfig | None = None) -> pl.DataF
     """Per community, the lower-cased raw author names and native ids that must not survive as
     words: those the anonymiser promises to replace (same mentionable rule)."""
     cfg = cfg or AnonymizeConfig()
-    names = pl.concat([
-        raw.select(M.community, pl.col(M.author_name).alias("key")),
-        raw.select(M.community, pl.col(M.author_id).str.split(":").list.last().alias("key")),
-    ]).drop_nulls().with_columns(pl.col("key").str.strip_chars().str.to_lowercase()).unique()
+    names = author_keys(raw).select(M.community, pl.col(N_KEY).alias("key")).unique()
     names = names.filter(mentionable(names, cfg))
     return names.with_columns(pl.col("key").str.extract(r"(\w+)").alias("first")).drop_nulls("first")
 

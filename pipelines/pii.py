@@ -56,6 +56,8 @@ PROFILE_URL_RE = (
     r"|https?://[\w.-]+/@\w+[^\s<>()\[\]\"']*"
 )
 
+LOCAL_PHONE_RE = r"(?<![\w\-.])\d{3}[-. ]\d{4}(?![\w\-]|\.\d)"
+
 # A cheap superset of everything the recognizers above can match (Rust regex, no
 # look-around): an @ between word characters (e-mail), 7+ digits with separators (phone,
 # card, IBAN body, IPv4), dotted quads, IPv6-ish hex groups, IBAN-looking codes, profile
@@ -112,6 +114,11 @@ class PiiEngine:
             IbanRecognizer(),
             PatternRecognizer(supported_entity="PROFILE_URL", name="ProfileUrlRecognizer",
                               patterns=[Pattern("profile_url", PROFILE_URL_RE, 0.9)]),
+            # Local numbers without an area code ("call me at 555-0147"): libphonenumber needs a
+            # full national number, so it never matches these. 3+4 digits with one separator,
+            # not inside a longer digit/dash run (dates like 2013-01-07 and ids do not match).
+            PatternRecognizer(supported_entity="PHONE_NUMBER", name="LocalPhoneRecognizer",
+                              patterns=[Pattern("local_phone", LOCAL_PHONE_RE, 0.5)]),
         ]
         nlp_engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
         if self.spacy_model:

@@ -1698,7 +1698,8 @@ engine = "polars"
 
 [[sources]]
 format = "reddit"
-paths = ["reddit/*.zst"]
+# landing/reddit/ is watched by the Dagster landing sensor (see [schedule]); drop new months there.
+paths = ["reddit/*.zst", "landing/reddit/*.zst"]
 
 [[sources]]
 format = "stackexchange"
@@ -1735,6 +1736,10 @@ demo_secret = "{DEMO_SECRET}"
 
 [tokenizer]
 vocab_size = 4000
+
+[schedule]
+# The folder the Dagster landing sensor watches for new dump files.
+landing = "landing"
 '''
 
 

@@ -130,6 +130,20 @@ def dataset_files(url: str) -> list[str]:
     return sorted(files)
 
 
+def remove_children_except(url: str, keep: set[str]) -> list[str]:
+    """Remove the sub-directories of ``url`` whose names are not in ``keep`` (stale partitions)."""
+    fs, path = fs_and_path(url)
+    if not fs.exists(path):
+        return []
+    gone = []
+    for p in fs.ls(path, detail=False):
+        name = posixpath.basename(p.rstrip("/"))
+        if name not in keep:
+            fs.rm(p, recursive=True)
+            gone.append(name)
+    return gone
+
+
 def exists(url: str) -> bool:
     return bool(dataset_files(url))
 

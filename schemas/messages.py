@@ -8,6 +8,9 @@ TS = pa.timestamp("us", tz="UTC")
 
 PLATFORMS = ("reddit", "stackexchange", "discourse", "diplomacy", "discord", "slack", "telegram", "irc")
 AUTHOR_KINDS = ("user", "deleted", "bot", "system")
+# Platforms whose authors are public game roles (Diplomacy powers), not people: their names
+# are game vocabulary ("England"), so they are neither mentions nor leaks.
+ROLE_PLATFORMS = ("diplomacy",)
 TIME_KINDS = ("wall", "ordinal")
 TIME_PRECISIONS = ("microsecond", "millisecond", "second", "minute", "ordinal")
 MESSAGE_KINDS = ("post", "comment", "message", "action")
@@ -39,6 +42,9 @@ MESSAGES = Table(
         Column("author_name", pa.string(), True,
                "Display name or handle as shown in the source (raw; used to find mentions, "
                "replaced by the pseudonym in `messages_anon`)."),
+        Column("author_aliases", pa.list_(pa.string()), True,
+               "Other names the source shows for the author (real name, nickname), raw; used only "
+               "to find mentions of the person in text; null in `messages_anon`."),
         Column("author_kind", pa.string(), False, f"One of {', '.join(AUTHOR_KINDS)}."),
         Column("recipient_ids", pa.list_(pa.string()), True,
                "Native ids of explicit recipients (Diplomacy receiver, direct-message partner)."),

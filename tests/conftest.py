@@ -68,3 +68,19 @@ def real_built(real_config):
 
     summary = build(RunContext(real_config, secret_value=TEST_SECRET))
     return real_config, summary
+
+
+@pytest.fixture(scope="session")
+def demo_built(tmp_path_factory):
+    """The demo corpus (`socialcorpus sample`, seed 0, scale 1) built through every stage, once.
+
+    Returns the demo root: dumps and `corpus.toml` in `root/dumps`, tables in `root/dumps/out`.
+    Shared with the trainer tests (tests/trainer_shards.py keeps one build per process).
+    """
+    from trainer_shards import build_demo_shards
+
+    root = tmp_path_factory.mktemp("demo")
+    build_demo_shards(root)
+    from trainer_shards import _BUILT
+
+    return Path(next(iter(_BUILT)))

@@ -210,12 +210,26 @@ def to_polars(df):
 
 # --- stage dispatch -------------------------------------------------------------------------
 
+def ingest_source(ctx, spark, source_name: str) -> dict:
+    """Spark side of :func:`pipelines.ingest.ingest_source`: the same layout (monthly formats
+    per `<YYYY-MM>` partition, stale months removed) and the same summary."""
+    from pipelines import storage
+    from pipelines.partitions import MONTHLY_FORMATS, files_by_month, merge_summaries
+
+    src = ctx.config.source(source_name)
+    raw, quar = ctx.config.table_url("messages_raw", src.name), ctx.config.table_url("quarantine", src.name)
+    if src.format not in MONTHLY_FORMATS:
+        return {"source": src.name, **ingest(spark, src.format, src.paths, raw, quar).summary()}
+    months = files_by_month(src)
+    per = [{"month": m, **ingest(spark, src.format, files, storage.join(raw, m), storage.join(quar, m)).summary()}
+           for m, files in months.items()]
+    for root in (raw, quar):
+        storage.remove_children_except(root, set(months))
+    return {"source": src.name, **merge_summaries(per, format=src.format), "months": per}
+
+
 def _ingest_stage(ctx, spark) -> dict:
-    per = []
-    for src in ctx.config.sources:
-        st = ingest(spark, src.format, src.paths, ctx.config.table_url("messages_raw", src.name),
-                    ctx.config.table_url("quarantine", src.name))
-        per.append({"source": src.name, **st.summary()})
+    per = [ingest_source(ctx, spark, s.name) for s in ctx.config.sources]
     tot = {k: sum(p[k] for p in per) for k in ("records", "messages", "quarantined", "skipped")}
     return {"sources": per, **tot}
 
@@ -224,6 +238,7 @@ def _ingest_stage(ctx, spark) -> dict:
 SPARK_STAGES = {
     "ingest": "pipelines.engines.spark:_ingest_stage",
     "dedup": "pipelines.engines.spark_dedup:run",
+    "anonymize": "pipelines.engines.spark_anonymize:run",
     "timeline": "pipelines.engines.spark_timeline:run",
     "histories": "pipelines.engines.spark_histories:run",
 }

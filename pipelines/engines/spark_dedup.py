@@ -44,12 +44,12 @@ def dedup_records(raw):
     out = (df.withColumn("_rank", F.row_number().over(by_id.orderBy(*order)))
            .filter(F.col("_rank") == 1).drop("_rank", _HASH))
     out = out.cache()
-    rows_in = raw.count()
-    rows_out = out.count()
-    with_copies = out.filter(F.col(_N) > 1).count()
     by_platform = (raw.groupBy(M.platform).agg(F.count(F.lit(1)).alias("n"),
                                                F.countDistinct(M.message_id).alias("u"))
                    .withColumn("collapsed", F.col("n") - F.col("u")).orderBy(M.platform).collect())
+    rows_in = sum(int(r["n"]) for r in by_platform)
+    kept = out.agg(F.count(F.lit(1)), F.sum((F.col(_N) > 1).cast("long"))).collect()[0]
+    rows_out, with_copies = int(kept[0]), int(kept[1] or 0)
     stats = {
         "rows_in": rows_in,
         "rows_out": rows_out,

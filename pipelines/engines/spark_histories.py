@@ -41,15 +41,15 @@ def ancestors(keys, n: int):
     strictly earlier parents are followed (as in histories.ancestors)."""
     from pyspark.sql import functions as F
 
+    # Renamed columns on the link side: a self-join on `keys` would be ambiguous to Spark.
     links = (keys.filter(F.col(T.parent_seq).isNotNull() & (F.col(T.parent_seq) < F.col(T.seq)))
-             .select(T.timeline_id, F.col(T.seq).alias("_node"), F.col(T.parent_seq).alias("_up")))
-    level = (keys.filter(F.col(H.structure) == "tree")
-             .join(links, (keys[T.timeline_id] == links[T.timeline_id]) & (keys[T.seq] == links["_node"]))
-             .select(keys[T.timeline_id], keys[T.seq], F.col("_up").alias("_a"), F.lit(1).alias("_depth")))
+             .select(F.col(T.timeline_id).alias("_ltl"), F.col(T.seq).alias("_node"), F.col(T.parent_seq).alias("_up")))
+    level = (keys.filter(F.col(H.structure) == "tree").select(T.timeline_id, T.seq)
+             .join(links, (F.col(T.timeline_id) == F.col("_ltl")) & (F.col(T.seq) == F.col("_node")))
+             .select(T.timeline_id, T.seq, F.col("_up").alias("_a"), F.lit(1).alias("_depth")))
     levels = [level]
     for depth in range(2, n + 1):
-        level = (level.join(links.withColumnRenamed(T.timeline_id, "_ltl"),
-                            (F.col(T.timeline_id) == F.col("_ltl")) & (F.col("_a") == F.col("_node")))
+        level = (level.join(links, (F.col(T.timeline_id) == F.col("_ltl")) & (F.col("_a") == F.col("_node")))
                  .select(T.timeline_id, T.seq, F.col("_up").alias("_a"), F.lit(depth).alias("_depth")))
         levels.append(level)
     union = levels[0]

@@ -11,6 +11,8 @@ one for the parent join.
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import pyarrow as pa
 
 from pipelines.timeline import _TKEY, ORDINAL_PREFIX, SORT_KEY, WALL, TimelineError
@@ -130,7 +132,9 @@ def timeline_stats(df) -> dict:
     wall = [r for r in per_tl if r[T.timeline_id] == WALL]
     span = None
     if wall and wall[0]["min"] is not None:
-        span = {"min_created_at": wall[0]["min"].isoformat(), "max_created_at": wall[0]["max"].isoformat()}
+        # Spark hands back naive datetimes in the session time zone (UTC); Polars' are aware.
+        utc = lambda d: d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d  # noqa: E731
+        span = {"min_created_at": utc(wall[0]["min"]).isoformat(), "max_created_at": utc(wall[0]["max"]).isoformat()}
     linked = F.col(T.parent_seq).isNotNull()
     c = df.agg(
         F.count(F.lit(1)).alias("rows"),

@@ -121,6 +121,18 @@ def iter_lines_utf8(stream: io.BufferedIOBase) -> Iterator[tuple[int, int, bytes
         offset += len(line)
 
 
+def aliases(primary: str | None, *names) -> list[str] | None:
+    """The other names an author is shown by (``author_aliases``): distinct non-empty strings
+    among ``names`` other than ``primary``, in the given order; None when there are none."""
+    seen = {primary.strip().casefold()} if isinstance(primary, str) else set()
+    out = []
+    for n in names:
+        if isinstance(n, str) and n.strip() and n.strip().casefold() not in seen:
+            seen.add(n.strip().casefold())
+            out.append(n.strip())
+    return out or None
+
+
 def count_outcomes(outcomes: Iterable[Outcome]) -> dict[str, int]:
     c = {"messages": 0, "quarantined": 0, "skipped": 0}
     for o in outcomes:

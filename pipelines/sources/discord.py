@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, Skipped, text_size_check
+from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, text_size_check
 from pipelines.sources.chatexport import M, load_json_file, parse_iso_utc, to_json
 from pipelines.text import normalise_newlines
 
@@ -92,6 +92,7 @@ def _message(path: str, i: int, m: Any, community: str, thread: str,
         M.parent_id: f"{PLATFORM}:{parent}" if parent else None,
         M.author_id: author_id,
         M.author_name: name,
+        M.author_aliases: aliases(name, author.get("name"), author.get("nickname")) if author_id else None,
         M.author_kind: kind,
         M.recipient_ids: None if recipients is None or author_id is None else recipients.get(author_id),
         M.created_at: created,

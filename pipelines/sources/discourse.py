@@ -17,7 +17,7 @@ from typing import Iterator
 
 import orjson
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, Skipped, open_binary, text_size_check
+from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, open_binary, text_size_check
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -32,7 +32,7 @@ LIKE_ACTION = 2  # `actions_summary` id of a like
 BOT_USERNAMES = frozenset({"system", "discobot"})
 
 _COLUMNS = (M.message_id, M.platform, M.community, M.thread_id, M.parent_id, M.author_id, M.author_name,
-            M.author_kind, M.created_at, M.time_kind, M.time_precision, M.order_in_source, M.kind, M.title,
+            M.author_aliases, M.author_kind, M.created_at, M.time_kind, M.time_precision, M.order_in_source, M.kind, M.title,
             M.text, M.score, M.edited_at, M.revision, M.extra, M.source_uri, M.source_record)
 
 
@@ -201,7 +201,8 @@ def _post(post, n: int, path: str, forum: str, page: dict, numbers: dict) -> Out
     return dict(zip(_COLUMNS, (
         f"{PLATFORM}:{forum}:{pid}", PLATFORM, forum, thread,
         f"{PLATFORM}:{forum}:{parent_post}" if parent_post is not None else None,
-        author_id, author_name, author_kind, created, "wall", "millisecond", n,
+        author_id, author_name, aliases(author_name, post.get("name")) if author_id else None,
+        author_kind, created, "wall", "millisecond", n,
         "post" if number == 1 else "comment", normalise_newlines(title) if isinstance(title, str) else None,
         text, _likes(post), _micros(post.get("updated_at")), _int_field(post, "version"), _compact(extra),
         path, n)))

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import fsspec
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
+from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
 from pipelines.sources.chatexport import M, from_unix, read_json_bytes, to_json
 from pipelines.text import normalise_newlines
 
@@ -167,6 +167,7 @@ def _message(ex: _Export, conv_id: str, recipients: dict | None, uri: str, i: in
     if user is not None and not isinstance(user, str):
         return bad("wrong_type", f"user must be a string id, got {user!r}")
     parts = [text]
+    other_names = None
     if subtype == "bot_message" or (user is None and (m.get("bot_id") or m.get("username"))):
         # Integrations post without `user`; their words are often only in attachments.
         bot = m.get("bot_id") or m.get("username")
@@ -181,6 +182,9 @@ def _message(ex: _Export, conv_id: str, recipients: dict | None, uri: str, i: in
         info = ex.users.get(user, {})
         author_id, author_name = f"{ex.workspace}:{user}", ex.user_name(user)
         author_kind = "bot" if info.get("is_bot") or user == "USLACKBOT" else "user"
+        prof = info.get("profile") if isinstance(info.get("profile"), dict) else {}
+        other_names = aliases(author_name, info.get("name"), prof.get("display_name"), prof.get("real_name"),
+                              info.get("real_name"))
     else:
         author_id, author_name, author_kind = None, None, "deleted"
     text = ex.render("\n".join(p for p in parts if p))
@@ -207,6 +211,7 @@ def _message(ex: _Export, conv_id: str, recipients: dict | None, uri: str, i: in
         M.parent_id: parent,
         M.author_id: author_id,
         M.author_name: author_name,
+        M.author_aliases: other_names,
         M.author_kind: author_kind,
         M.recipient_ids: recipients.get(author_id) if recipients and author_id else None,
         M.created_at: created,

@@ -1,0 +1,45 @@
+"""The Spark engine's configuration surface: the `[spark]` section and the Dagster resource."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import ConfigError, from_dict
+from pipelines.engines.spark import SparkConfig
+
+pytestmark = pytest.mark.spark
+
+
+def test_spark_section_is_read_from_the_corpus_config(tmp_path):
+    cfg = from_dict({"out": str(tmp_path), "engine": "spark",
+                     "spark": {"master": "spark://host:7077", "conf": {"spark.executor.memory": "8g"}}})
+    sc = cfg.section("spark")
+    assert cfg.engine == "spark"
+    assert sc == SparkConfig(master="spark://host:7077", conf={"spark.executor.memory": "8g"})
+
+
+def test_spark_conf_keys_must_be_spark_settings(tmp_path):
+    cfg = from_dict({"out": str(tmp_path), "spark": {"conf": {"executor.memory": "8g"}}})
+    with pytest.raises(ConfigError, match="must start with 'spark.'"):
+        cfg.section("spark")
+
+
+def test_dagster_spark_resource_gives_the_running_session(spark, tmp_path):
+    from dagster_project.spark import SparkResource
+
+    cfg = from_dict({"out": str(tmp_path), "spark": {"master": "local[2]", "shuffle_partitions": 4}})
+    res = SparkResource.from_corpus(cfg)
+    assert res.spark_config() == cfg.section("spark")
+    assert SparkResource().spark_config() == SparkConfig()  # defaults come from SparkConfig
+    s = res.get_session()
+    assert s is spark  # one SparkSession per process: the resource reuses the running one
+    assert s.range(5).count() == 5
+
+
+def test_stages_without_a_spark_side_say_they_ran_on_polars():
+    from pipelines.engines.spark import SPARK_STAGES, has_stage
+    from pipelines.stages import STAGES
+
+    names = {s.name for s in STAGES}
+    assert set(SPARK_STAGES) <= names
+    assert has_stage("timeline") and not has_stage("no-such-stage")

@@ -1,0 +1,296 @@
+"""Spark engine parity (issue 8): both engines on the same real samples give the same tables.
+
+One module-scoped build per engine over every real sample (../shared/data/real): the Polars
+build through `pipelines.build`, the Spark build through the CLI (`socialcorpus build
+--config F --engine spark`), both on the session's one local[2] SparkSession. The per-stage
+tests run a Spark stage on the Polars build's input table and compare with the Polars
+output; the per-table tests compare the two builds. Any difference fails with the first
+differing key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import polars as pl
+import pytest
+
+from conftest import TEST_SECRET, real_sources
+from pipelines import storage
+from pipelines.context import SECRET_ENV
+from schemas import DEDUP, EXAMPLES, HISTORIES, MESSAGES, RECORDS, TIMELINE
+
+pytestmark = pytest.mark.spark
+
+TABLE_KEYS = {
+    "messages": (RECORDS, [RECORDS.message_id]),
+    "messages_anon": (RECORDS, [RECORDS.message_id]),
+    "messages_dedup": (DEDUP, [DEDUP.message_id]),
+    "timeline": (TIMELINE, [TIMELINE.message_id]),
+    "reading_histories": (HISTORIES, [HISTORIES.message_id]),
+    "pair_examples": (EXAMPLES, [EXAMPLES.example_id]),
+}
+
+
+def _to_polars(df) -> pl.DataFrame:
+    if isinstance(df, pl.DataFrame):
+        return df
+    from pipelines.engines.spark import to_polars
+
+    return to_polars(df)
+
+
+def assert_same_table(expected: pl.DataFrame, got, key: list[str] | str, name: str = "table") -> None:
+    """``got`` (Spark or Polars) holds exactly ``expected``'s rows: same columns, same values,
+    compared row for row after sorting both by ``key``. Fails naming the first differing key."""
+    key = [key] if isinstance(key, str) else list(key)
+    got = _to_polars(got)
+    missing = set(expected.columns) - set(got.columns)
+    assert not missing, f"{name}: columns {sorted(missing)} missing on the Spark side"
+    got = got.select(expected.columns).cast(expected.schema, strict=True)
+    a, b = expected.sort(key, nulls_last=True), got.sort(key, nulls_last=True)
+    if a.height != b.height or not a.select(key).equals(b.select(key)):
+        only_a = a.select(key).join(b.select(key), on=key, how="anti", nulls_equal=True).sort(key)
+        only_b = b.select(key).join(a.select(key), on=key, how="anti", nulls_equal=True).sort(key)
+        first = (only_a.head(1).rows() or only_b.head(1).rows() or [None])[0]
+        pytest.fail(f"{name}: {a.height} Polars rows vs {b.height} Spark rows; {only_a.height} keys only on "
+                    f"Polars, {only_b.height} only on Spark; first differing key {first}")
+    for c in expected.columns:
+        diff = ~a.get_column(c).eq_missing(b.get_column(c))
+        if diff.any():
+            i = diff.arg_true()[0]
+            pytest.fail(f"{name}: first differing key {a.row(i, named=True)[key[0]] if len(key) == 1 else a.select(key).row(i)}"
+                        f": column {c!r} is {a.get_column(c)[i]!r} on Polars, {b.get_column(c)[i]!r} on Spark "
+                        f"({int(diff.sum())} rows differ in this column)")
+
+
+def _config(out: str, engine: str, sources: list[dict]) -> dict:
+    return {"out": out, "engine": engine, "sources": sources, "tokenizer": {"vocab_size": 2000},
+            "spark": {"master": "local[2]", "shuffle_partitions": 4}}
+
+
+def _toml(d: dict) -> str:
+    lines = [f'out = "{d["out"]}"', f'engine = "{d["engine"]}"']
+    for sec in ("tokenizer", "spark"):
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in d[sec].items()]
+    for s in d["sources"]:
+        lines += ["[[sources]]", f'format = "{s["format"]}"', f"paths = {json.dumps(s['paths'])}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def builds(real, spark, tmp_path_factory):
+    """(polars out dir, spark out dir, polars summary, spark summary) over every real sample."""
+    from pipelines import cli
+    from pipelines.build import build
+    from pipelines.config import from_dict
+    from pipelines.context import RunContext
+
+    root = tmp_path_factory.mktemp("spark_parity")
+    sources = real_sources(real)
+    pl_out, sp_out = str(root / "polars"), str(root / "spark")
+    pl_summary = build(RunContext(from_dict(_config(pl_out, "polars", sources), base_dir=str(root)),
+                                  secret_value=TEST_SECRET))
+    cfg_file = root / "corpus.toml"
+    cfg_file.write_text(_toml(_config(sp_out, "polars", sources)))
+    old = os.environ.get(SECRET_ENV)
+    os.environ[SECRET_ENV] = TEST_SECRET
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = cli.main(["build", "--config", str(cfg_file), "--engine", "spark"])
+    finally:
+        if old is None:
+            os.environ.pop(SECRET_ENV, None)
+        else:
+            os.environ[SECRET_ENV] = old
+    assert rc == 0, buf.getvalue()
+    return pl_out, sp_out, pl_summary, json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+def _stats(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("engine", "seconds")}
+
+
+# --------------------------------------------------------------------------- the CLI run
+
+def test_cli_build_with_engine_spark_runs_every_stage_and_says_where(builds):
+    from pipelines.engines.spark import SPARK_STAGES
+    from pipelines.stages import STAGES
+
+    _, _, _, sp = builds
+    assert sp["engine"] == "spark"
+    for stage in STAGES:
+        if stage.available():
+            want = "spark" if stage.name in SPARK_STAGES else "polars"
+            assert sp[stage.name]["engine"] == want, (stage.name, sp[stage.name])
+    assert {"ingest", "dedup", "anonymize", "timeline", "histories"} <= set(SPARK_STAGES)
+
+
+def test_stage_counts_are_the_same_on_both_engines(builds):
+    _, _, pl_sum, sp_sum = builds
+    for stage in ("ingest", "dedup", "timeline", "histories"):
+        assert _stats(sp_sum[stage]) == _stats(pl_sum[stage]), stage
+
+
+# --------------------------------------------------------------------------- per stage, same input
+
+def test_content_hash_expression_equals_the_polars_hash(builds, spark):
+    from pipelines.dedup import _content_hash
+    from pipelines.engines.spark import read_table
+    from pipelines.engines.spark_dedup import content_hash_expr
+
+    pl_out, *_ = builds
+    raw = storage.read(storage.join(pl_out, "messages_raw"))
+    want = raw.select(MESSAGES.message_id, MESSAGES.source_uri, MESSAGES.source_record,
+                      _content_hash(raw).alias("h"))
+    got = (read_table(spark, storage.join(pl_out, "messages_raw"), MESSAGES)
+           .select(MESSAGES.message_id, MESSAGES.source_uri, MESSAGES.source_record, content_hash_expr().alias("h")))
+    assert want.height > 20_000
+    assert_same_table(want, got, [MESSAGES.source_uri, MESSAGES.source_record], "content hash")
+
+
+def test_spark_dedup_equals_polars_dedup_on_the_same_raw_messages(builds, spark):
+    from pipelines.dedup import dedup_records as polars_dedup
+    from pipelines.engines.spark import read_table
+    from pipelines.engines.spark_dedup import dedup_records
+
+    pl_out, *_ = builds
+    raw_url = storage.join(pl_out, "messages_raw")
+    want, want_stats = polars_dedup(storage.read(raw_url))
+    got, got_stats = dedup_records(read_table(spark, raw_url, MESSAGES))
+    try:
+        assert want_stats["collapsed"] > 0  # the real samples do hold re-exported copies
+        assert got_stats == want_stats
+        assert_same_table(want, got.select(RECORDS.names), RECORDS.message_id, "messages")
+    finally:
+        got.unpersist()
+
+
+def test_spark_timeline_equals_polars_timeline_on_the_same_input(builds, spark):
+    from pipelines.engines.spark import read_table
+    from pipelines.engines.spark_timeline import build_timeline
+    from pipelines.timeline import build_timeline as polars_timeline
+
+    pl_out, *_ = builds
+    url = storage.join(pl_out, "messages_dedup")
+    want, want_stats = polars_timeline(storage.scan(url))
+    got, got_stats, cached = build_timeline(read_table(spark, url, DEDUP))
+    try:
+        assert want_stats["timelines"] > 1 and want_stats["parent_linked"] > 0
+        assert got_stats == want_stats
+        assert_same_table(want, got.select(TIMELINE.names), TIMELINE.message_id, "timeline")
+    finally:
+        for c in cached:
+            c.unpersist()
+
+
+def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
+    """Generated input over 7 partitions: every timeline's seq is 0..n-1 in key order, equal to Polars."""
+    import pyarrow as pa
+
+    from pipelines.engines.spark import spark_schema
+    from pipelines.engines.spark_timeline import assign_timeline, number_seq
+    from pipelines.timeline import assign_timeline as pl_assign
+    from pipelines.timeline import number_seq as pl_number
+
+    n = 3000
+    rows = pl.DataFrame({
+        DEDUP.message_id: [f"m{i:05d}" for i in range(n)],
+        DEDUP.platform: ["irc" if i % 3 else "diplomacy" for i in range(n)],
+        DEDUP.community: [f"g{i % 4}" for i in range(n)],
+        DEDUP.thread_id: [f"t{i % 11}" for i in range(n)],
+        DEDUP.time_kind: ["wall" if i % 3 else "ordinal" for i in range(n)],
+        DEDUP.created_at: [None if i % 3 == 0 else 1_600_000_000_000_000 + (i * 7919 % 500) * 60_000_000
+                           for i in range(n)],
+        DEDUP.time_ordinal: [i * 31 % 97 if i % 3 == 0 else None for i in range(n)],
+        DEDUP.order_in_source: [i % 5 for i in range(n)],
+    }).with_columns(pl.col(DEDUP.created_at).cast(pl.Datetime("us", "UTC")))
+    sdf = spark.createDataFrame(rows.to_arrow().to_pandas(), spark_schema(rows.to_arrow().schema, nullable=True))
+    sdf = sdf.repartition(7)
+    spark.conf.set("spark.sql.shuffle.partitions", "7")
+    try:
+        numbered, indexed = number_seq(assign_timeline(sdf))
+        got = numbered.select(DEDUP.message_id, TIMELINE.timeline_id, TIMELINE.seq)
+        parts = indexed.select("_pid").distinct().count()
+        got_pl = _to_polars(got)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "4")
+        indexed.unpersist()
+    assert parts > 2  # the numbering really ran in several tasks
+    want = pl_number(pl_assign(rows.lazy())).collect().select(DEDUP.message_id, TIMELINE.timeline_id, TIMELINE.seq)
+    assert_same_table(want, got_pl, DEDUP.message_id, "seq")
+    dense = got_pl.group_by(TIMELINE.timeline_id).agg(pl.col(TIMELINE.seq).sort().alias("s"), pl.len())
+    for s, ln in dense.select("s", "len").iter_rows():
+        assert s == list(range(ln))
+
+
+def test_spark_histories_equal_polars_histories_on_the_same_timeline(builds, spark):
+    from pipelines.engines.spark import read_table
+    from pipelines.engines.spark_histories import build_histories
+    from pipelines.histories import HistoryConfig
+    from pipelines.histories import build_histories as polars_histories
+
+    pl_out, *_ = builds
+    url = storage.join(pl_out, "timeline")
+    cfg = HistoryConfig(n=3, k=4)  # not the defaults the builds use
+    want, want_stats = polars_histories(storage.scan(url), cfg)
+    got, got_stats = build_histories(read_table(spark, url, TIMELINE), cfg)
+    try:
+        assert want_stats["by_structure"].get("tree", 0) > 0 and want_stats["by_structure"].get("linear", 0) > 0
+        assert got_stats == want_stats
+        assert_same_table(want, got.select(HISTORIES.names), HISTORIES.message_id, "reading_histories")
+    finally:
+        got.unpersist()
+
+
+# --------------------------------------------------------------------------- both builds, every table
+
+def test_ingest_tables_are_the_same_on_both_engines(builds):
+    pl_out, sp_out, *_ = builds
+    want = storage.read(storage.join(pl_out, "messages_raw"))
+    got = storage.read(storage.join(sp_out, "messages_raw"))
+    assert want.height > 20_000
+    assert_same_table(want, got, [MESSAGES.source_uri, MESSAGES.source_record, MESSAGES.message_id], "messages_raw")
+    qa = storage.read(storage.join(pl_out, "quarantine"))
+    qb = storage.read(storage.join(sp_out, "quarantine"))
+    assert_same_table(qa, qb, ["source_uri", "source_record", "byte_offset", "reason"], "quarantine")
+
+
+@pytest.mark.parametrize("table", list(TABLE_KEYS))
+def test_every_table_is_the_same_on_both_engines(builds, table):
+    pl_out, sp_out, *_ = builds
+    schema, key = TABLE_KEYS[table]
+    want = storage.read(storage.join(pl_out, table))
+    got = storage.read(storage.join(sp_out, table))
+    assert want.height > 1000, table
+    assert_same_table(want, got, key, table)
+
+
+def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
+    from pipelines.shards import MANIFEST, SPLITS
+    from schemas import SHARD
+
+    pl_out, sp_out, *_ = builds
+    total = 0
+    for split in SPLITS:
+        tables = []
+        for out in (pl_out, sp_out):
+            url = storage.join(out, "shards", split)
+            fs, path = storage.fs_and_path(url)
+            man = json.loads(fs.cat_file(f"{path}/{MANIFEST}"))
+            files = [f"{path}/{s['path']}" for s in man["shards"]]
+            cols = [SHARD.example_id, SHARD.window_tokens, SHARD.own_tokens, SHARD.other_tokens]
+            tables.append(pl.concat([pl.read_parquet(f, columns=cols) for f in files]) if files
+                          else pl.DataFrame(schema={SHARD.example_id: pl.String}))
+        want, got = tables
+        if want.height:
+            assert_same_table(want, got, SHARD.example_id, f"shards/{split}")
+        else:
+            assert got.height == 0, split
+        total += want.height
+    assert total > 1000
