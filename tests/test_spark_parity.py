@@ -67,14 +67,14 @@ def assert_same_table(expected: pl.DataFrame, got, key: list[str] | str, name: s
                         f"({int(diff.sum())} rows differ in this column)")
 
 
-def _config(out: str, engine: str, sources: list[dict]) -> dict:
-    return {"out": out, "engine": engine, "sources": sources, "tokenizer": {"vocab_size": 2000},
+def _config(out: str, engine: str, sources: list[dict], sections: dict) -> dict:
+    return {"out": out, "engine": engine, "sources": sources, "tokenizer": {"vocab_size": 2000}, **sections,
             "spark": {"master": "local[2]", "shuffle_partitions": 4}}
 
 
 def _toml(d: dict) -> str:
     lines = [f'out = "{d["out"]}"', f'engine = "{d["engine"]}"']
-    for sec in ("tokenizer", "spark"):
+    for sec in [k for k in d if isinstance(d[k], dict)]:
         lines.append(f"[{sec}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in d[sec].items()]
     for s in d["sources"]:
@@ -83,20 +83,21 @@ def _toml(d: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def builds(real, spark, tmp_path_factory):
-    """(polars out dir, spark out dir, polars summary, spark summary) over every real sample."""
-    from pipelines import cli
-    from pipelines.build import build
-    from pipelines.config import from_dict
-    from pipelines.context import RunContext
+def builds(real, real_built, spark, tmp_path_factory):
+    """(polars out dir, spark out dir, polars summary, spark summary) over every real sample.
 
+    The Polars side is the session's shared real build (conftest `real_built`); the Spark
+    side runs the same configuration through the CLI with `--engine spark`.
+    """
+    from pipelines import cli
+
+    real_config, pl_summary = real_built
     root = tmp_path_factory.mktemp("spark_parity")
-    sources = real_sources(real)
-    pl_out, sp_out = str(root / "polars"), str(root / "spark")
-    pl_summary = build(RunContext(from_dict(_config(pl_out, "polars", sources), base_dir=str(root)),
-                                  secret_value=TEST_SECRET))
+    pl_out, sp_out = real_config.out, str(root / "spark")
+    sources = [{"format": s.format, "paths": list(s.paths)} for s in real_config.sources]
+    assert [s["format"] for s in sources] == [s["format"] for s in real_sources(real)]
     cfg_file = root / "corpus.toml"
-    cfg_file.write_text(_toml(_config(sp_out, "polars", sources)))
+    cfg_file.write_text(_toml(_config(sp_out, "polars", sources, real_config.sections)))
     old = os.environ.get(SECRET_ENV)
     os.environ[SECRET_ENV] = TEST_SECRET
     buf = io.StringIO()
