@@ -18,7 +18,6 @@ import json
 import math
 import posixpath
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,17 +84,8 @@ class ShardsConfig:
             raise ValueError(f"bytes_per_token = {self.bytes_per_token} must be > 0")
 
 
-def _put_bytes(fs, path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling of ``path``, then rename it into place."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-        fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
+# Module-level name so a test can simulate a crash mid-write by replacing it.
+_put_bytes = storage.put_bytes
 
 
 def cut_points(tokens: np.ndarray, n_files: int) -> list[int]:

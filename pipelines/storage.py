@@ -81,6 +81,28 @@ def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_f
     return names
 
 
+def put_bytes(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling of ``path``, then rename it into place (whole or not at all)."""
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write one file (a manifest, tokenizer.json) at ``url`` atomically."""
+    fs, path = fs_and_path(url)
+    put_bytes(fs, path, data)
+
+
 def _swap_in(fs, tmp: str, path: str) -> None:
     """Replace directory ``path`` by the finished directory ``tmp`` (old one removed last)."""
     old = f"{path}.old-{uuid.uuid4().hex[:8]}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -164,23 +163,6 @@ def sha256_of(url: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def write_atomic(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url`` under a temporary name, then move it into place."""
-    fs, path = storage.fs_and_path(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-        fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-
-
 def train_split_texts(timeline: pl.LazyFrame, examples: pl.LazyFrame) -> pl.LazyFrame:
     """Messages referenced by any train example (window, own or interlocutor stream), once each."""
     E, T = EXAMPLES, TIMELINE
@@ -222,6 +204,6 @@ def run(ctx) -> dict:
         tok = train(texts.to_list(), cfg, length=rows_out)
         source = "trained"
     data = tok.to_str().encode("utf-8")
-    write_atomic(out_url, data)
+    storage.write_bytes(out_url, data)
     return {"rows_in": rows_in, "rows_out": rows_out, "dropped": dropped, "source": source,
             "vocab_size": tok.get_vocab_size(), "sha256": hashlib.sha256(data).hexdigest(), "url": out_url}

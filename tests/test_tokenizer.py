@@ -216,7 +216,7 @@ def test_user_tokenizer_gets_missing_special_tokens_and_keeps_its_ids(trained):
         vocab_size=600, special_tokens=["<pad>", "<EMAIL>"], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     url = "memory://tok-user/user-tokenizer.json"
-    T.write_atomic(url, user.to_str().encode())
+    storage.write_bytes(url, user.to_str().encode())
     summary = T.run(_ctx("memory://tok-user/out", tokenizer={"path": url}))
     tok = T.load("memory://tok-user/out/tokenizer.json")
     assert summary["source"] == "user"
