@@ -11,6 +11,7 @@ from typing import Sequence
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, AutomationCondition, MaterializeResult, asset
 
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
+from dagster_project.spark import SparkResource
 from dagster_project.results import COUNTS_CHECK, stage_result
 from pipelines.stages import get_stage, run_stage
 
@@ -40,8 +41,8 @@ def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey]
         metadata={"stage": stage, "module": spec.module, "writes": ", ".join(spec.writes)},
     )
     def _stage(context: AssetExecutionContext, corpus: CorpusConfigResource,
-               pseudonym_secret: PseudonymSecret) -> MaterializeResult:
-        ctx = run_context(corpus, pseudonym_secret, context.log)
+               pseudonym_secret: PseudonymSecret, spark: SparkResource) -> MaterializeResult:
+        ctx = run_context(corpus, pseudonym_secret, context.log, spark)
         return stage_result(stage, ctx.config, run_stage(stage, ctx))
 
     return _stage

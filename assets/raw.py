@@ -5,6 +5,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, AssetsDefin
 
 from dagster_project.partitions import configured_formats, ingest_partition, partitions_def
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
+from dagster_project.spark import SparkResource
 from dagster_project.results import RECORDS_CHECK, ingest_result
 from pipelines.config import CorpusConfig
 
@@ -30,8 +31,8 @@ def raw_asset(config: CorpusConfig, format: str) -> AssetsDefinition:
         metadata={"format": format},
     )
     def _raw(context: AssetExecutionContext, corpus: CorpusConfigResource,
-             pseudonym_secret: PseudonymSecret) -> MaterializeResult:
-        ctx = run_context(corpus, pseudonym_secret, context.log)
+             pseudonym_secret: PseudonymSecret, spark: SparkResource) -> MaterializeResult:
+        ctx = run_context(corpus, pseudonym_secret, context.log, spark)
         summary = ingest_partition(ctx, format, context.partition_key)
         return ingest_result(ctx.config, format, context.partition_key, summary)
 

@@ -33,6 +33,7 @@ from dagster_project.automation import build_landing_sensor, build_schedules, co
 from dagster_project.checks import ASSET_CHECKS
 from dagster_project.partitions import configured_formats, partition_keys
 from dagster_project.resources import CorpusConfigResource, CorpusStorage, PseudonymSecret
+from dagster_project.spark import SparkResource
 from pipelines import config as cfgmod
 from pipelines.context import SECRET_ENV
 from pipelines.sources import FORMATS
@@ -69,7 +70,9 @@ def make_resources(path: str, out: str | None = None, secret: str | None = None)
     else:
         pseudonym = PseudonymSecret()
     return {"corpus": CorpusConfigResource(config_path=os.path.abspath(path), out=out),
-            "pseudonym_secret": pseudonym, "storage": CorpusStorage()}
+            "pseudonym_secret": pseudonym, "storage": CorpusStorage(),
+            # Used when the corpus sets engine = "spark"; defaults from the file's [spark] section.
+            "spark": SparkResource.from_corpus(_config_for_layout(path))}
 
 
 def build_defs(path: str, out: str | None = None, secret: str | None = None) -> Definitions:

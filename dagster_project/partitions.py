@@ -78,8 +78,8 @@ def ingest_partition(ctx, format: str, key: str) -> dict:
             continue
         files = files_by_month(s).get(key, [])
         ctx.log.info("ingest %s month %s: %d file(s) from source %s", format, key, len(files), s.name)
-        stats = ingest_mod.ingest(format, files, config.table_url("messages_raw", s.name, key),
-                                  config.table_url("quarantine", s.name, key), ctx.log)
+        stats = ingest_mod.ingest_files(ctx, format, files, config.table_url("messages_raw", s.name, key),
+                                        config.table_url("quarantine", s.name, key))
         per.append({"source": s.name, **stats.summary()})
     return {**merge_summaries(per, format=format, partition=key), "sources": per}
 

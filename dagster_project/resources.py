@@ -97,6 +97,9 @@ class CorpusStorage(ConfigurableResource):
                 for p, info in sorted(found.items()) if info.get("type", "file") == "file"}
 
 
-def run_context(corpus: CorpusConfigResource, secret: PseudonymSecret, log: logging.Logger) -> RunContext:
-    """The pipelines' RunContext for one Dagster step."""
-    return RunContext(config=corpus.load(), log=log, secret_value=secret.value)
+def run_context(corpus: CorpusConfigResource, secret: PseudonymSecret, log: logging.Logger,
+                spark=None) -> RunContext:
+    """The pipelines' RunContext for one Dagster step. ``spark``: the SparkResource, whose
+    settings replace the corpus file's `[spark]` section when the engine is Spark."""
+    return RunContext(config=corpus.load(), log=log, secret_value=secret.value,
+                      spark_config=spark.spark_config() if spark is not None else None)

@@ -21,6 +21,14 @@ class RunContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("socialcorpus"))
     # An explicit secret (e.g. from a Dagster resource) wins over the environment.
     secret_value: str | None = None
+    # A SparkConfig from outside the corpus file (the Dagster `spark` resource) wins over `[spark]`.
+    spark_config: object | None = None
+
+    def spark(self):
+        """The SparkSession for this run (engine = "spark")."""
+        from pipelines.engines.spark import session
+
+        return session(self.spark_config or self.config.section("spark"))
 
     def secret(self) -> bytes:
         """The pseudonym key: explicit value, else $SOCIALCORPUS_SECRET, else the config's demo secret.

@@ -165,6 +165,15 @@ def ingest(format: str, patterns: Iterable[str], messages_url: str, quarantine_u
     return stats
 
 
+def ingest_files(ctx, format: str, patterns: Iterable[str], messages_url: str, quarantine_url: str) -> IngestStats:
+    """:func:`ingest` on the run's engine: Polars here, or Spark (units parsed in executors)."""
+    if ctx.config.engine == "spark":
+        from pipelines.engines import spark
+
+        return spark.ingest(ctx.spark(), format, patterns, messages_url, quarantine_url)
+    return ingest(format, patterns, messages_url, quarantine_url, ctx.log)
+
+
 def ingest_source(ctx, source_name: str) -> dict:
     """Ingest one configured source; return its summary.
 
@@ -177,10 +186,10 @@ def ingest_source(ctx, source_name: str) -> dict:
     src = ctx.config.source(source_name)
     raw, quar = ctx.config.table_url("messages_raw", src.name), ctx.config.table_url("quarantine", src.name)
     if src.format not in MONTHLY_FORMATS:
-        stats = ingest(src.format, src.paths, raw, quar, ctx.log)
+        stats = ingest_files(ctx, src.format, src.paths, raw, quar)
         return {"source": src.name, **stats.summary()}
     months = files_by_month(src)
-    per = [{"month": m, **ingest(src.format, files, storage.join(raw, m), storage.join(quar, m), ctx.log).summary()}
+    per = [{"month": m, **ingest_files(ctx, src.format, files, storage.join(raw, m), storage.join(quar, m)).summary()}
            for m, files in months.items()]
     for root in (raw, quar):
         storage.remove_children_except(root, set(months))

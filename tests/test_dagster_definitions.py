@@ -77,3 +77,20 @@ def test_assets_do_not_import_dataframe_libraries():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & {"polars", "pyspark", "pyarrow", "pandas"}, path
+
+
+def test_the_spark_resource_defaults_to_the_corpus_section_and_reaches_the_run(tmp_path):
+    import logging
+
+    from dagster_project.definitions import make_resources
+    from dagster_project.resources import run_context
+
+    cfg = tmp_path / "corpus.toml"
+    cfg.write_text('out = "o"\nengine = "spark"\n[[sources]]\nformat = "irc"\npaths = ["x/*.txt"]\n'
+                   '[spark]\nmaster = "spark://head:7077"\nconf = { "spark.executor.memory" = "8g" }\n')
+    res = make_resources(str(cfg), secret="s")
+    spark = res["spark"]
+    assert spark.master == "spark://head:7077" and spark.conf == {"spark.executor.memory": "8g"}
+    ctx = run_context(res["corpus"], res["pseudonym_secret"], logging.getLogger("t"), spark.model_copy(
+        update={"master": "local[2]"}))
+    assert ctx.spark_config.master == "local[2]" and ctx.spark_config.conf == {"spark.executor.memory": "8g"}

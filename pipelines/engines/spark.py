@@ -210,28 +210,11 @@ def to_polars(df):
 
 # --- stage dispatch -------------------------------------------------------------------------
 
-def ingest_source(ctx, spark, source_name: str) -> dict:
-    """Spark side of :func:`pipelines.ingest.ingest_source`: the same layout (monthly formats
-    per `<YYYY-MM>` partition, stale months removed) and the same summary."""
-    from pipelines import storage
-    from pipelines.partitions import MONTHLY_FORMATS, files_by_month, merge_summaries
-
-    src = ctx.config.source(source_name)
-    raw, quar = ctx.config.table_url("messages_raw", src.name), ctx.config.table_url("quarantine", src.name)
-    if src.format not in MONTHLY_FORMATS:
-        return {"source": src.name, **ingest(spark, src.format, src.paths, raw, quar).summary()}
-    months = files_by_month(src)
-    per = [{"month": m, **ingest(spark, src.format, files, storage.join(raw, m), storage.join(quar, m)).summary()}
-           for m, files in months.items()]
-    for root in (raw, quar):
-        storage.remove_children_except(root, set(months))
-    return {"source": src.name, **merge_summaries(per, format=src.format), "months": per}
-
-
 def _ingest_stage(ctx, spark) -> dict:
-    per = [ingest_source(ctx, spark, s.name) for s in ctx.config.sources]
-    tot = {k: sum(p[k] for p in per) for k in ("records", "messages", "quarantined", "skipped")}
-    return {"sources": per, **tot}
+    # pipelines.ingest lays out the tables; each file group goes through `ingest` above.
+    from pipelines import ingest as ingest_mod
+
+    return ingest_mod.run(ctx)
 
 
 # stage name -> "module:function(ctx, spark) -> summary". Stages missing here run on Polars.
@@ -253,5 +236,4 @@ def run_stage(name: str, ctx) -> dict:
     import importlib
 
     mod, fn = SPARK_STAGES[name].split(":")
-    spark = session(ctx.config.section("spark"))
-    return getattr(importlib.import_module(mod), fn)(ctx, spark)
+    return getattr(importlib.import_module(mod), fn)(ctx, ctx.spark())
