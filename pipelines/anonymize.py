@@ -197,16 +197,41 @@ _SIMPLE = re.compile(r"\w+")
 
 
 @lru_cache(maxsize=1024)
-def _mention_regex(complex_names: tuple[str, ...]) -> re.Pattern:
+def _mention_regex(complex_names: tuple[str, ...], words: bool = True) -> re.Pattern:
     # Names that are one \w+ run are matched by the generic word alternative `w` and looked up
     # in a set, so the common case needs no per-row regex; only names with other characters
     # (spaces, `-`, IRC brackets) get alternatives of their own (compiled once per name set).
+    # Without one-word names to look for, `w` is left out: it only ever returned words
+    # unchanged, and no other alternative can start inside a word (each needs a non-word
+    # character before it or starts with one), so the matches are the same, minus a Python
+    # callback per word.
     known = ""
     if complex_names:
         alts = "|".join(re.escape(c) for c in sorted(complex_names, key=lambda c: (-len(c), c)))
         known = (rf"|(?P<kpre>(?<![\w/])/?u/|(?<![\w@+\-])@)(?P<k>{alts})(?!\w)"
                  rf"|(?<!\w)(?P<n>{alts})(?!\w)")
-    return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}|(?<!\w)(?P<w>\w+)", re.IGNORECASE)
+    word = r"|(?<!\w)(?P<w>\w+)" if words else ""
+    return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}{word}", re.IGNORECASE)
+
+
+_ASCII = [chr(i) for i in range(128)]
+
+
+@lru_cache(maxsize=65536)
+def _ascii_foldable(name: str) -> bool:
+    """Whether every character of ``name`` can match some ASCII character under ``re.I``
+    (`ſ` can match `s`, `ಠ` matches nothing ASCII)."""
+    return all(ch.isascii() or any(re.fullmatch(re.escape(ch), a, re.IGNORECASE) for a in _ASCII)
+               for ch in name)
+
+
+def _may_occur(name: str, folded_ascii_text: str) -> bool:
+    """False only when ``name`` certainly has no case-insensitive match in the (ASCII,
+    lower-cased) text: an ASCII name must be a substring; a name with a character that
+    matches no ASCII character cannot match at all; others are kept (conservative)."""
+    if name.isascii():
+        return name in folded_ascii_text
+    return _ascii_foldable(name)
 
 
 def mention_rules() -> str:
@@ -223,19 +248,27 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
     a lookup). ``cands`` are the mentionable known names (lower case) whose first word occurs in it."""
     n = 0
     simple = {c for c in cands if _SIMPLE.fullmatch(c)}
-    # Only the multi-part names whose first word occurs here: a small, mostly repeated set (cached).
-    complex_names = tuple(sorted(c for c in cands if c not in simple))
+    # Only the multi-part names whose first word occurs here, and of those only the ones that
+    # can match at all: for ASCII text and an ASCII name a case-insensitive match needs the
+    # name as a substring of the lower-cased text (non-ASCII names are kept: `re.I` folds
+    # e.g. `ſ` onto `s`). Most rows then share the one pattern with no name alternatives, so
+    # the regex is compiled once per distinct set of names actually present, not per row.
+    folded = text.lower() if text.isascii() else None
+    complex_names = tuple(sorted(c for c in cands if c not in simple
+                                 and (folded is None or _may_occur(c, folded))))
 
     def sub(m: re.Match) -> str:
         nonlocal n
+        # `w` (a plain word) is by far the most frequent match: test it first, by lastgroup
+        # (the only group of its alternative), with no group look-ups for the common miss.
+        if m.lastgroup == "w":
+            w = m.group(0).lower()
+            if w not in simple:
+                return m.group(0)
+            n += 1
+            return mention(lookup[(community, w)])
         if m.group("keep") is not None:
             return m.group(0)
-        w = m.group("w")
-        if w is not None:
-            if w.lower() not in simple:
-                return w
-            n += 1
-            return mention(lookup[(community, w.lower())])
         if complex_names and (m.group("k") or m.group("n")) is not None:
             n += 1
             return mention(lookup[(community, (m.group("k") or m.group("n")).lower())])
@@ -249,7 +282,7 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
         n += 1
         return mention(ps)
 
-    return _mention_regex(complex_names).sub(sub, text), n
+    return _mention_regex(complex_names, bool(simple)).sub(sub, text), n
 
 
 @dataclass
@@ -258,6 +291,7 @@ class _Ctx:
     engine: PiiEngine
     lookup: dict[tuple[str, str], str]
     stats: Counter = field(default_factory=Counter)
+    presidio_memo: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
 
 def _anon_string(s: str, community: str, platform: str, cands: tuple[str, ...], pii: bool, c: _Ctx
@@ -265,7 +299,12 @@ def _anon_string(s: str, community: str, platform: str, cands: tuple[str, ...], 
     types: list[str] = []
     if pii:
         c.stats["presidio_strings"] += 1
-        s, types = c.engine.anonymize(s)
+        # Same string, same result (the engine is deterministic): re-posts, cross-posts and a
+        # title repeated in `extra` cost one Presidio call per batch.
+        hit = c.presidio_memo.get(s)
+        if hit is None:
+            hit = c.presidio_memo[s] = c.engine.anonymize(s)
+        s, types = hit
     s, n = replace_mentions(s, community, platform, cands, c.lookup, c.secret)
     return s, types + [MENTION_TYPE] * n
 
@@ -301,8 +340,14 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
     flags = base.select("_row", pii.alias("_pii"), explicit.alias("_explicit"),
                         pl.col("_t").str.extract(r"^([^\s:,<>@]+)[:,](?:\s|$)").str.to_lowercase().alias("_addr"))
     nm = names if all_keys else names.filter(pl.col(N_MENTIONABLE))
-    words = (base.select("_row", M.community, pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
-             .explode("_w").unique(["_row", "_w"]))
+    # Only rows of communities that have names to find are split into words (Diplomacy, the
+    # bulk of some corpora, has none: ROLE_PLATFORMS), the rest cannot join anyway.
+    words = (base.join(nm.select(pl.col(N_COMMUNITY).unique()), left_on=M.community, right_on=N_COMMUNITY,
+                       how="semi")
+             .select("_row", M.community, pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
+             .explode("_w"))
+    # Join first, then de-duplicate: the join keeps only the few words that start a known
+    # name, so the unique runs on those instead of on every word of every message.
     hits = (words.join(nm.select(N_COMMUNITY, N_FIRST, N_KEY), left_on=[M.community, "_w"],
                        right_on=[N_COMMUNITY, N_FIRST], how="inner")
             .group_by("_row").agg(pl.col(N_KEY).unique().sort().alias("_cands")))
