@@ -29,7 +29,7 @@ from schemas.shards import ROLE_OTHER, ROLE_SELF, ROLE_THIRD
 ENCODE_BATCH = 50_000
 PREFIX = 3  # <msg> <role> <gap>
 SUFFIX = 1  # </msg>
-_IDX = "_msg"  # row of a message in MessageTokens
+MSG_INDEX = "_msg"  # row of a message in MessageTokens
 _EX = "_ex"    # row of an example in its batch
 
 
@@ -56,12 +56,12 @@ class MessageTokens:
     truncated: int           # messages whose body was cut
 
 
-def _code(values, codes: pa.Array) -> np.ndarray:
+def code_values(values, codes: pa.Array) -> np.ndarray:
     arr = pc.index_in(values.cast(pa.string()), value_set=codes)
     return pl.Series(arr, dtype=pl.Int64).fill_null(-1).to_numpy()
 
 
-def _excl_cumsum(x: np.ndarray) -> np.ndarray:
+def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
     out = np.zeros(len(x) + 1, dtype=np.int64)
     np.cumsum(x, out=out[1:])
     return out
@@ -90,7 +90,7 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
         parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
                                  count=int(lens[i:i + len(encs)].sum())))
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-    offsets = _excl_cumsum(lens)
+    offsets = exclusive_cumsum(lens)
 
     # Mentions: the k-th <mention> id of a message is its k-th MENTION_OR_MARKER match.
     is_mention = ids == mention_id
@@ -106,7 +106,7 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     codes = pa.array(pl.concat([msgs[TL.author_id], pseudonyms, *extra_ids]).drop_nulls().unique().sort()
                      .to_arrow()).cast(pa.string())
     mention = np.full(len(ids), -2, dtype=np.int64)
-    mention[is_mention] = _code(pseudonyms.to_arrow(), codes)
+    mention[is_mention] = code_values(pseudonyms.to_arrow(), codes)
 
     body_len = np.minimum(lens, max_message_tokens)
     body_bytes = prep["marked"].str.len_bytes().to_numpy().astype(np.int64)
@@ -121,9 +121,9 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     time = msgs.select(pl.when(pl.col(TL.time_kind) == "ordinal").then(pl.col(TL.seq))
                        .otherwise(pl.col(TL.created_at).dt.epoch("s")).fill_null(-1)).to_series().to_numpy()
     return MessageTokens(
-        keys=msgs.select(TL.timeline_id, TL.seq).with_row_index(_IDX),
+        keys=msgs.select(TL.timeline_id, TL.seq).with_row_index(MSG_INDEX),
         offsets=offsets, ids=ids, mention=mention, body_len=body_len,
-        body_bytes=body_bytes.astype(np.int32), author=_code(msgs[TL.author_id].to_arrow(), codes),
+        body_bytes=body_bytes.astype(np.int32), author=code_values(msgs[TL.author_id].to_arrow(), codes),
         time=time.astype(np.int64), ordinal=ordinal, message_id=msgs[TL.message_id].to_arrow(),
         codes=codes, truncated=len(cut))
 
@@ -159,19 +159,19 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
             .explode([seqs, gaps], keep_nulls=False)
             .join(mt.keys, left_on=[E.timeline_id, seqs], right_on=[TL.timeline_id, TL.seq],
                   how="left", maintain_order="left"))
-    missing = flat.filter(pl.col(_IDX).is_null())
+    missing = flat.filter(pl.col(MSG_INDEX).is_null())
     if missing.height:
         r = missing.row(0, named=True)
         raise ValueError(f"pair_examples row {ex[E.example_id][r[_EX]]!r}: {seqs} names seq {r[seqs]} on "
                          f"timeline {r[E.timeline_id]!r}, which is not in the timeline table")
     e = flat[_EX].to_numpy()
-    m = flat[_IDX].to_numpy().astype(np.int64)
+    m = flat[MSG_INDEX].to_numpy().astype(np.int64)
     gap = flat[gaps].fill_null(float("nan")).to_numpy()
 
     # Token budget: keep the latest messages whose rendered lengths fit (a suffix per example).
     L = mt.body_len[m] + PREFIX + SUFFIX
     cnt = np.bincount(e, minlength=n_ex)
-    first = _excl_cumsum(cnt)
+    first = exclusive_cumsum(cnt)
     csum = np.cumsum(L)
     last_of = first[1:] - 1
     from_end = csum[last_of[e]] - csum + L if len(e) else L
@@ -180,7 +180,7 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
     if dropped:
         e, m, gap, L = e[keep], m[keep], gap[keep], L[keep]
         cnt = np.bincount(e, minlength=n_ex)
-        first = _excl_cumsum(cnt)
+        first = exclusive_cumsum(cnt)
 
     author = mt.author[m]
     role = np.where(author == self_code[e], ROLE_SELF, np.where(author == other_code[e], ROLE_OTHER, ROLE_THIRD))
@@ -192,7 +192,7 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
                           gap_tok[np.searchsorted(bounds, np.nan_to_num(gap), side="right")]))
 
     total = int(L.sum())
-    start = _excl_cumsum(L)[:-1]            # where each rendered message starts
+    start = exclusive_cumsum(L)[:-1]            # where each rendered message starts
     out = np.empty(total, dtype=np.int32)
     out[start] = ids[T.MSG]
     out[start + 1] = role_tok[role]
@@ -200,7 +200,7 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
     out[start + L - 1] = ids[T.END]
     blen = L - PREFIX - SUFFIX
     nb = int(blen.sum())
-    bstart = _excl_cumsum(blen)[:-1]
+    bstart = exclusive_cumsum(blen)[:-1]
     dest = np.repeat(start + PREFIX - bstart, blen) + np.arange(nb)
     src = dest + np.repeat(mt.offsets[m] - (start + PREFIX), blen)
     out[dest] = mt.ids[src]
@@ -213,7 +213,7 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
         out[dest[is_m]] = np.array([ids[t] for t in T.MENTION_ROLE_TOKENS], np.int32)[mrole]
 
     ex_tokens = np.bincount(e, weights=L, minlength=n_ex).astype(np.int64)
-    tok_off = _excl_cumsum(ex_tokens)
+    tok_off = exclusive_cumsum(ex_tokens)
     # Message offsets relative to the example, with the example's total appended.
     moff = np.empty(len(m) + n_ex, dtype=np.int64)
     moff[np.arange(len(m)) + e] = start - tok_off[e]
@@ -254,8 +254,8 @@ def render_examples(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_
     roles; the loss mask is 1 exactly on the target's body and ``</msg>``.
     """
     ids = T.special_token_ids(tok)
-    self_code = _code(ex[E.self_id].to_arrow(), mt.codes)
-    other_code = _code(ex[E.other_id].to_arrow(), mt.codes)
+    self_code = code_values(ex[E.self_id].to_arrow(), mt.codes)
+    other_code = code_values(ex[E.other_id].to_arrow(), mt.codes)
     w = _assemble(mt, ids, ex, E.window_seqs, E.window_gaps, self_code, other_code, max_window_tokens, True)
     o = _assemble(mt, ids, ex, E.own_seqs, E.own_gaps, self_code, other_code, max_stream_tokens, False)
     v = _assemble(mt, ids, ex, E.other_seqs, E.other_gaps, self_code, other_code, max_stream_tokens, False)

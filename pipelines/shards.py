@@ -125,6 +125,40 @@ def _time_kind(table: pa.Table) -> str:
     return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "wall")
 
 
+def encode_shard(table: pa.Table, index: int, cfg: ShardsConfig) -> tuple[str, bytes, dict]:
+    """One shard file: (name, Parquet bytes, its manifest entry) for ``table`` (rows with the
+    split's metadata), the ``index``-th file of its split. Same rows and config give the same bytes."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=cfg.row_group_rows, use_dictionary=_DICT_COLUMNS)
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    # The content hash in the name: a rewrite never overwrites a file the old manifest names.
+    name = f"part-{index:05d}-{sha[:12]}.parquet"
+    md = pq.ParquetFile(pa.BufferReader(data)).metadata
+    entry = {"path": name, "rows": table.num_rows, "tokens": int(pc.sum(table.column(S.n_tokens)).as_py() or 0),
+             "bytes": len(data), "sha256": sha, "row_groups": [md.row_group(k).num_rows for k in range(md.num_row_groups)]}
+    return name, data, entry
+
+
+def publish_manifest(fs, path: str, manifest: dict) -> None:
+    """Write ``manifest.json`` (last, temp + rename), then remove the files it does not name."""
+    _put_bytes(fs, posixpath.join(path, MANIFEST), (json.dumps(manifest, indent=1) + "\n").encode())
+    keep = {MANIFEST, *(s["path"] for s in manifest["shards"])}
+    for p in fs.ls(path, detail=False):
+        if posixpath.basename(p) not in keep:
+            fs.rm(p, recursive=True)
+
+
+def manifest_of(split: str, tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, time_kind: str,
+                rows: int, target_tokens: int, shards: list[dict]) -> dict:
+    return {
+        "schema_version": SHARD_SCHEMA_VERSION, "split": split, "tokenizer_sha256": tokenizer_sha256,
+        "vocab_size": vocab_size, "token_dtype": TOKEN_DTYPE, "special_tokens": ids, "time_kind": time_kind,
+        "rows": rows, "tokens": sum(s["tokens"] for s in shards), "target_tokens": target_tokens,
+        "shards": shards,
+    }
+
+
 def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tokenizer_sha256: str,
                 ids: dict[str, int], vocab_size: int) -> dict:
     """Write ``table`` (already shuffled) as the shard files + manifest of one split folder ``url``.
@@ -143,29 +177,12 @@ def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tok
     bounds = cut_points(tokens, math.ceil(est / cfg.target_file_bytes))
     shards = []
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        buf = io.BytesIO()
-        pq.write_table(table.slice(a, b - a), buf, compression="zstd", row_group_size=cfg.row_group_rows,
-                       use_dictionary=_DICT_COLUMNS)
-        data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        # The content hash in the name: a rewrite never overwrites a file the old manifest names.
-        name = f"part-{i:05d}-{sha[:12]}.parquet"
+        name, data, entry = encode_shard(table.slice(a, b - a), i, cfg)
         _put_bytes(fs, posixpath.join(path, name), data)
-        md = pq.ParquetFile(pa.BufferReader(data)).metadata
-        shards.append({"path": name, "rows": b - a, "tokens": int(tokens[a:b].sum()), "bytes": len(data),
-                       "sha256": sha, "row_groups": [md.row_group(k).num_rows for k in range(md.num_row_groups)]})
-    manifest = {
-        "schema_version": SHARD_SCHEMA_VERSION, "split": split, "tokenizer_sha256": tokenizer_sha256,
-        "vocab_size": vocab_size, "token_dtype": TOKEN_DTYPE, "special_tokens": ids, "time_kind": time_kind,
-        "rows": table.num_rows, "tokens": int(tokens.sum()),
-        "target_tokens": int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0),
-        "shards": shards,
-    }
-    _put_bytes(fs, posixpath.join(path, MANIFEST), (json.dumps(manifest, indent=1) + "\n").encode())
-    keep = {MANIFEST, *(s["path"] for s in shards)}
-    for p in fs.ls(path, detail=False):
-        if posixpath.basename(p) not in keep:
-            fs.rm(p, recursive=True)
+        shards.append(entry)
+    manifest = manifest_of(split, tokenizer_sha256, ids, vocab_size, time_kind, table.num_rows,
+                           int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), shards)
+    publish_manifest(fs, path, manifest)
     return manifest
 
 

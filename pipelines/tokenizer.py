@@ -96,6 +96,12 @@ def mention_pseudonyms(text: pl.Expr) -> pl.Expr:
         pl.when(pl.element() == MENTION).then(None).otherwise(pl.element().str.slice(2).str.strip_suffix(">")))
 
 
+def training_text(text: pl.Expr) -> pl.Expr:
+    """A message as the trainer sees it: mentions and placeholders are whole tokens, so they are
+    blanked out and no pseudonym hex (identity) or placeholder spelling is learnt as merges."""
+    return text.str.replace_all(_TEXT_TOKEN_RE, " ")
+
+
 def train(texts: Iterable[str], cfg: TokenizerConfig, length: int | None = None) -> Tokenizer:
     """A byte-level BPE trained on ``texts`` with :data:`SPECIAL_TOKENS` at ids 0..n-1.
 
@@ -194,10 +200,7 @@ def run(ctx) -> dict:
         msgs = train_split_texts(timeline, examples).sort(TIMELINE.message_id).collect()
         rows_in = msgs.height
         step = -(-rows_in // cfg.max_training_messages)  # ceil: evenly spaced, deterministic
-        # Mentions and placeholders are whole tokens: strip them so no pseudonym hex (identity)
-        # and no placeholder spelling is learnt as merges.
-        texts = msgs.gather_every(max(step, 1)).select(
-            pl.col(TIMELINE.text).str.replace_all(_TEXT_TOKEN_RE, " "))[TIMELINE.text]
+        texts = msgs.gather_every(max(step, 1)).select(training_text(pl.col(TIMELINE.text)))[TIMELINE.text]
         rows_out = texts.len()
         dropped = {"over_max_training_messages": rows_in - rows_out}
         ctx.log.info("tokenizer: training a %d BPE on %d train-split messages", cfg.vocab_size, rows_out)

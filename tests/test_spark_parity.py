@@ -113,10 +113,6 @@ def builds(real, real_built, spark, tmp_path_factory):
     return pl_out, sp_out, pl_summary, json.loads(buf.getvalue().strip().splitlines()[-1])
 
 
-def _stats(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in ("engine", "seconds")}
-
-
 # --------------------------------------------------------------------------- the CLI run
 
 def test_cli_build_with_engine_spark_runs_every_stage_and_says_where(builds):
@@ -129,13 +125,20 @@ def test_cli_build_with_engine_spark_runs_every_stage_and_says_where(builds):
         if stage.available():
             want = "spark" if stage.name in SPARK_STAGES else "polars"
             assert sp[stage.name]["engine"] == want, (stage.name, sp[stage.name])
-    assert {"ingest", "dedup", "anonymize", "timeline", "histories"} <= set(SPARK_STAGES)
+    assert {s.name for s in STAGES} == set(SPARK_STAGES)  # every stage has a Spark side
+    assert all(sp[s.name]["engine"] == "spark" for s in STAGES)
+
+
+# Summary fields that are timings or paths, not counts.
+_NOT_COUNTS = ("engine", "seconds", "url", "tokenise_seconds", "assemble_write_seconds", "shard_tokens_per_s")
 
 
 def test_stage_counts_are_the_same_on_both_engines(builds):
     _, _, pl_sum, sp_sum = builds
-    for stage in ("ingest", "dedup", "timeline", "histories"):
-        assert _stats(sp_sum[stage]) == _stats(pl_sum[stage]), stage
+    for stage in ("ingest", "dedup", "neardup", "timeline", "histories", "examples", "tokenizer", "shards"):
+        got = {k: v for k, v in sp_sum[stage].items() if k not in _NOT_COUNTS}
+        want = {k: v for k, v in pl_sum[stage].items() if k not in _NOT_COUNTS}
+        assert got == want, stage
 
 
 # --------------------------------------------------------------------------- per stage, same input
@@ -295,3 +298,77 @@ def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
             assert got.height == 0, split
         total += want.height
     assert total > 1000
+
+
+def test_tokenizer_and_shard_files_are_byte_identical_on_both_engines(builds):
+    """Same tokenizer.json, and per split the same manifest and the same files (names carry hashes)."""
+    from pipelines.shards import MANIFEST, SPLITS
+
+    pl_out, sp_out, *_ = builds
+    read = lambda out, *p: storage.fs_and_path(storage.join(out, *p))[0].cat_file(  # noqa: E731
+        storage.fs_and_path(storage.join(out, *p))[1])
+    assert read(pl_out, "tokenizer.json") == read(sp_out, "tokenizer.json")
+    files = 0
+    for split in SPLITS:
+        man = read(pl_out, "shards", split, MANIFEST)
+        assert read(sp_out, "shards", split, MANIFEST) == man, split
+        for s in json.loads(man)["shards"]:
+            assert read(sp_out, "shards", split, s["path"]) == read(pl_out, "shards", split, s["path"]), s["path"]
+            files += 1
+    assert files >= 2
+
+
+# --------------------------------------------------------------------------- generated inputs
+
+def test_spark_components_equal_polars_components_on_long_chains(spark):
+    """Two long chains and a star, edges in scrambled order: the same components as Polars."""
+    from pipelines.engines.spark_neardup import components
+    from pipelines.neardup import components as polars_components
+
+    edges = [(i, i + 1) for i in range(0, 39)] + [(i, i + 1) for i in range(50, 69)] + [(80, j) for j in range(81, 86)]
+    edges = [edges[(i * 17) % len(edges)] for i in range(len(edges))]  # 17 is coprime with the length
+    want = polars_components(pl.DataFrame({"u": [u for u, _ in edges], "v": [v for _, v in edges]},
+                                          schema={"u": pl.Int64, "v": pl.Int64}))
+    got = components(spark.createDataFrame([(f"n{u:03d}", f"n{v:03d}") for u, v in edges], "u string, v string"))
+    try:
+        got_pl = _to_polars(got)
+    finally:
+        got.unpersist()
+    want_named = want.select(pl.format("n{}", pl.col("node").cast(pl.String).str.zfill(3)).alias("node"),
+                             pl.format("n{}", pl.col("label").cast(pl.String).str.zfill(3)).alias("label"))
+    assert want_named["label"].n_unique() == 3
+    assert_same_table(want_named, got_pl, "node", "components")
+
+
+def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp_path):
+    """A subset of the real examples, small files and render batches: each task writes whole files,
+    and every file and manifest equals the Polars engine's byte for byte."""
+    import shutil
+
+    from pipelines import shards as polars_shards
+    from pipelines.config import from_dict
+    from pipelines.context import RunContext
+    from pipelines.engines import spark_shards
+    from pipelines.shards import MANIFEST, SPLITS
+
+    pl_out, *_ = builds
+    section = {"target_file_bytes": 400_000, "examples_per_batch": 300, "row_group_rows": 64, "seed": 7}
+    examples = storage.read(storage.join(pl_out, "pair_examples")).sort(EXAMPLES.example_id).gather_every(8)
+    outs = {}
+    for engine in ("polars", "spark"):
+        out = tmp_path / engine
+        out.mkdir()
+        shutil.copytree(storage.join(pl_out, "timeline"), out / "timeline")
+        shutil.copy(storage.join(pl_out, "tokenizer.json"), out / "tokenizer.json")
+        storage.write_table(str(out / "pair_examples"), examples, schema=EXAMPLES)
+        ctx = RunContext(from_dict({"out": str(out), "shards": section}, base_dir=str(out)), secret_value=TEST_SECRET)
+        outs[engine] = polars_shards.run(ctx) if engine == "polars" else spark_shards.run(ctx, spark)
+    counts = {k: v for k, v in outs["polars"].items() if k not in _NOT_COUNTS}
+    assert {k: v for k, v in outs["spark"].items() if k not in _NOT_COUNTS} == counts
+    assert counts["splits"]["train"]["shards"] > 2
+    for split in SPLITS:
+        a, b = tmp_path / "polars" / "shards" / split, tmp_path / "spark" / "shards" / split
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir()), split
+        for p in a.iterdir():
+            assert (b / p.name).read_bytes() == p.read_bytes(), (split, p.name)
+        assert (a / MANIFEST).exists()

@@ -222,8 +222,12 @@ SPARK_STAGES = {
     "ingest": "pipelines.engines.spark:_ingest_stage",
     "dedup": "pipelines.engines.spark_dedup:run",
     "anonymize": "pipelines.engines.spark_anonymize:run",
+    "neardup": "pipelines.engines.spark_neardup:run",
     "timeline": "pipelines.engines.spark_timeline:run",
     "histories": "pipelines.engines.spark_histories:run",
+    "examples": "pipelines.engines.spark_examples:run",
+    "tokenizer": "pipelines.engines.spark_shards:tokenizer_run",
+    "shards": "pipelines.engines.spark_shards:run",
 }
 
 

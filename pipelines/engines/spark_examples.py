@@ -52,7 +52,9 @@ def message_table(timeline):
     from pyspark.sql import Window
 
     F = _F()
-    t = F.when(F.col(T.time_kind) == "wall", F.unix_micros(F.col(T.created_at)).cast("double") / F.lit(1e6))
+    # Times 1e-6, not / 1e6: Polars turns a division by a literal into a multiplication by its
+    # reciprocal, which rounds differently in the last bit; the gaps must be the same doubles.
+    t = F.when(F.col(T.time_kind) == "wall", F.unix_micros(F.col(T.created_at)).cast("double") * F.lit(1.0 / 1e6))
     w = Window.partitionBy(T.timeline_id, T.thread_id).orderBy(T.seq)
     return (timeline.select(T.timeline_id, T.seq, T.message_id, T.platform, T.community, T.thread_id,
                             T.author_id, T.author_kind, T.is_target, T.created_at, T.time_kind, T.labels,

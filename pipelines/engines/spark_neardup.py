@@ -97,31 +97,32 @@ def components(edges):
     """Connected components of an undirected edge list (u, v): (node, label = smallest node).
 
     Iterated min-label propagation with joins, then pointer jumping (adopt your label's
-    label), as :func:`pipelines.neardup.components`; every round is cached and compared with
-    the previous one. Returns the cached labels (unpersist when done).
+    label), as :func:`pipelines.neardup.components`; every round is materialised (a local
+    checkpoint) and compared with the previous one. Returns the labels (unpersist when done).
     """
     from pyspark.sql import functions as F
 
-    both = edges.select("u", "v").unionByName(edges.select(F.col("v").alias("u"), F.col("u").alias("v"))).cache()
-    labels = both.select(F.col("u").alias("node")).distinct().withColumn("label", F.col("node")).cache()
-    try:
-        for _ in range(_MAX_ROUNDS):
-            prop = (both.join(labels.withColumnRenamed("node", "v"), "v").groupBy("u")
-                    .agg(F.min("label").alias("nbr")))
-            new = (labels.join(prop.withColumnRenamed("u", "node"), "node", "left")
-                   .select("node", F.least("label", F.coalesce("nbr", "label")).alias("label")))
-            jump = new.select(F.col("node").alias("_l"), F.col("label").alias("_ll"))
-            new = (new.join(jump, F.col("label") == F.col("_l"), "left")
-                   .select("node", F.least("label", F.coalesce("_ll", "label")).alias("label")).cache())
-            changed = (new.join(labels.withColumnRenamed("label", "_old"), "node")
-                       .filter(F.col("label") != F.col("_old")).count())
-            labels.unpersist()
-            labels = new
-            if not changed:
-                return labels
-        raise RuntimeError(f"near-dup components did not converge in {_MAX_ROUNDS} rounds")
-    finally:
-        both.unpersist()
+    # Each round is checkpointed: the plan of round r refers to round r-1 several times, so
+    # without cutting the lineage the plan (and its analysis) grows exponentially.
+    both = (edges.select("u", "v").unionByName(edges.select(F.col("v").alias("u"), F.col("u").alias("v")))
+            .localCheckpoint())
+    labels = both.select(F.col("u").alias("node")).distinct().withColumn("label", F.col("node")).localCheckpoint()
+    for _ in range(_MAX_ROUNDS):
+        prop = (both.join(labels.withColumnRenamed("node", "v"), "v").groupBy("u")
+                .agg(F.min("label").alias("nbr")))
+        new = (labels.join(prop.withColumnRenamed("u", "node"), "node", "left")
+               .select("node", F.least("label", F.coalesce("nbr", "label")).alias("label")))
+        jump = new.select(F.col("node").alias("_l"), F.col("label").alias("_ll"))
+        new = (new.join(jump, F.col("label") == F.col("_l"), "left")
+               .select("node", F.least("label", F.coalesce("_ll", "label")).alias("label")).localCheckpoint())
+        changed = (new.join(labels.withColumnRenamed("label", "_old"), "node")
+                   .filter(F.col("label") != F.col("_old")).count())
+        labels.unpersist()
+        labels = new
+        if not changed:
+            both.unpersist()
+            return labels
+    raise RuntimeError(f"near-dup components did not converge in {_MAX_ROUNDS} rounds")
 
 
 def near_dedup(df, cfg: NearDupConfig | None = None):
