@@ -20,6 +20,7 @@ parallel (the Spark engine ships one unit per task).
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Union
 
@@ -119,6 +120,42 @@ def iter_lines_utf8(stream: io.BufferedIOBase) -> Iterator[tuple[int, int, bytes
     for n, line in enumerate(stream):
         yield n, offset, line.rstrip(b"\r\n")
         offset += len(line)
+
+
+def files_in_turn(read_file: Callable[[str], Iterator[Outcome]]) -> Callable[[list[str]], Iterator[Outcome]]:
+    """A ``read_unit`` for formats whose files are independent: each file read in turn."""
+
+    def read_unit(paths: list[str]) -> Iterator[Outcome]:
+        for path in paths:
+            yield from read_file(path)
+
+    return read_unit
+
+
+def parse_iso_utc(value) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime; naive times are taken as UTC.
+
+    Returns None for a missing or unreadable value (the caller decides whether that is fatal).
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_micros(value) -> int | None:
+    """Microseconds since the Unix epoch of an ISO-8601 time (naive = UTC), or None if unreadable."""
+    t = parse_iso_utc(value)
+    if t is None:
+        return None
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def aliases(primary: str | None, *names) -> list[str] | None:

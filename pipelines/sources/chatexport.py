@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from pipelines.sources.base import Quarantined, open_binary
+# parse_iso_utc is re-exported for the chat readers, which import their helpers from here.
+from pipelines.sources.base import Quarantined, open_binary, parse_iso_utc  # noqa: F401
 from schemas import MESSAGES
 
 # MESSAGES column names as plain attributes: ``Table.__getattr__`` is a slow path, and readers
@@ -59,20 +60,6 @@ def load_json_file(path: str) -> tuple[Any, Quarantined | None]:
     with open_binary(path) as f:
         data = f.read()
     return read_json_bytes(path, data)
-
-
-def parse_iso_utc(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as an aware UTC datetime; naive times are taken as UTC.
-
-    Returns None for a missing or unreadable value (the caller decides whether that is fatal).
-    """
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 def from_unix(value: Any) -> datetime | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, text_size_check
+from pipelines.sources.base import files_in_turn, Outcome, aliases, Quarantined, Reader, Skipped, text_size_check
 from pipelines.sources.chatexport import M, load_json_file, parse_iso_utc, to_json
 from pipelines.text import normalise_newlines
 
@@ -147,9 +147,7 @@ def read_file(path: str) -> Iterator[Outcome]:
         yield _message(path, i, m, community, f"{PLATFORM}:{channel_id}", recipients, retrieved_at)
 
 
-def read_unit(paths: list[str]) -> Iterator[Outcome]:
-    for path in paths:
-        yield from read_file(path)
+read_unit = files_in_turn(read_file)
 
 
 READER = Reader(

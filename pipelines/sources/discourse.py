@@ -12,12 +12,11 @@ by (`revision`, `edited_at`, `retrieved_at`, content). See docs/formats/discours
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, timezone
 from typing import Iterator
 
 import orjson
 
-from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, open_binary, text_size_check
+from pipelines.sources.base import Outcome, aliases, iso_micros, Quarantined, Reader, Skipped, open_binary, text_size_check
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -26,7 +25,6 @@ MAX_PAGE_BYTES = 256 << 20  # a page larger than this is not an API page: quaran
 ACTION_POLICY = "action_post"  # "closed the topic", "pinned", "split this topic": not speech
 WHISPER_POLICY = "whisper"  # staff-only whispers (post_type 4) were never public
 SMALL_ACTION, WHISPER = 3, 4
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LIKE_ACTION = 2  # `actions_summary` id of a like
 # Built-in accounts: `system` (-1) and `discobot` (-2) post automatically.
 BOT_USERNAMES = frozenset({"system", "discobot"})
@@ -119,18 +117,7 @@ def topic_units(paths: list[str]) -> list[list[str]]:
 
 # --- posts ------------------------------------------------------------------------------------
 
-def _micros(value) -> int | None:
-    """Microseconds since the epoch for a Discourse time (`2025-09-25T19:11:22.095Z`)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+_micros = iso_micros
 
 
 def _likes(post: dict) -> int | None:

@@ -14,7 +14,7 @@ from typing import Iterator
 import orjson
 import zstandard
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
+from pipelines.sources.base import files_in_turn, Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
 from pipelines.text import unescape
 from schemas import MESSAGES as M
 
@@ -337,9 +337,7 @@ def read_file(path: str) -> Iterator[Outcome]:
         yield Quarantined(path, "empty_file", "the file holds no records", source_record=0, byte_offset=0)
 
 
-def read_unit(paths: list[str]) -> Iterator[Outcome]:
-    for path in paths:
-        yield from read_file(path)
+read_unit = files_in_turn(read_file)
 
 
 READER = Reader(

@@ -16,13 +16,12 @@ import posixpath
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Iterator
 
 import fsspec
 import orjson
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
+from pipelines.sources.base import Outcome, iso_micros, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -36,7 +35,6 @@ _BOM = b"\xef\xbb\xbf"
 # The root element's tags (`<posts>`, `</posts>`, `<comments/>`); any other markup is quarantined.
 _ROOT_TAG = re.compile(rb"</?(?:posts|comments|users|badges|tags|votes|postlinks|posthistory)\s*/?>", re.I)
 _MENTION = re.compile(r"@([^\s@,:;!?()]{3,})")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 log = logging.getLogger("socialcorpus.sources.stackexchange")
 
 _COLUMNS = (M.message_id, M.platform, M.community, M.thread_id, M.parent_id, M.parent_inferred, M.author_id,
@@ -125,18 +123,7 @@ def _parse_row(path: str, n: int, off: int, segment: bytes, at_end: bool) -> tup
 
 # --- values -----------------------------------------------------------------------------------
 
-def _micros(value: str | None) -> int | None:
-    """Microseconds since the epoch for an SE time (`2011-10-11T19:42:20.713`, no zone: UTC)."""
-    if value is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+_micros = iso_micros
 
 
 def _int(value: str | None) -> int | None:
