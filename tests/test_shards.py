@@ -187,6 +187,22 @@ def test_polars_duckdb_and_pyarrow_dataset_read_the_shards(built):
     assert table.num_rows == man["rows"] and table.schema.field(S.window_tokens).type.value_type == pa.int32()
 
 
+def test_hugging_face_datasets_opens_the_shards_unchanged(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from datasets import load_dataset
+
+    out, *_ = built
+    folder = storage.join(out, "shards", "train")
+    man = json.loads(open(storage.join(folder, SH.MANIFEST)).read())
+    files = [storage.join(folder, s["path"]) for s in man["shards"]]
+    dset = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
+    assert dset.num_rows == man["rows"]
+    assert sum(dset[S.n_tokens]) == man["tokens"]
+    first = pl.read_parquet(files[0]).row(0, named=True)
+    assert dset[0][S.window_tokens] == first[S.window_tokens]
+
+
 def test_same_inputs_and_seed_give_byte_identical_shards(built, real, tmp_path):
     out, *_ = built
     _build(str(tmp_path), real)
