@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Union
 
 import fsspec
+import orjson
 
 from schemas import QUARANTINE_REASONS
 
@@ -120,6 +121,35 @@ def iter_lines_utf8(stream: io.BufferedIOBase) -> Iterator[tuple[int, int, bytes
     for n, line in enumerate(stream):
         yield n, offset, line.rstrip(b"\r\n")
         offset += len(line)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonError:
+    """Why bytes did not parse as JSON. ``reason`` is `invalid_utf8` or `invalid_json`;
+    ``cut_short`` says the input ends in the middle of a value (for a whole file read at
+    once, a truncated file; readers choose the quarantine reason from that)."""
+
+    reason: str
+    detail: str
+    byte_offset: int | None
+    cut_short: bool
+
+
+def parse_json(data: bytes) -> tuple[object, JsonError | None]:
+    """``(value, None)``, or ``(None, JsonError)`` naming the bad byte or the JSON error.
+
+    orjson rejects invalid UTF-8 too, so UTF-8 is checked only after a failure (the
+    common, valid case pays for one pass).
+    """
+    try:
+        return orjson.loads(data), None
+    except orjson.JSONDecodeError as e:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as u:
+            return None, JsonError("invalid_utf8", f"byte {u.start} is not UTF-8 ({u.reason})", u.start, False)
+        return None, JsonError("invalid_json", f"not valid JSON ({e})", getattr(e, "pos", None),
+                               "unexpected end" in str(e).lower())
 
 
 def files_in_turn(read_file: Callable[[str], Iterator[Outcome]]) -> Callable[[list[str]], Iterator[Outcome]]:

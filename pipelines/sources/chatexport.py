@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 # parse_iso_utc is re-exported for the chat readers, which import their helpers from here.
-from pipelines.sources.base import Quarantined, open_binary, parse_iso_utc  # noqa: F401
+from pipelines.sources.base import Quarantined, open_binary, parse_iso_utc, parse_json  # noqa: F401
 from schemas import MESSAGES
 
 # MESSAGES column names as plain attributes: ``Table.__getattr__`` is a slow path, and readers
@@ -37,18 +37,13 @@ def read_json_bytes(path: str, data: bytes) -> tuple[Any, Quarantined | None]:
                                  excerpt=data)
     if data.startswith(b"\xef\xbb\xbf"):  # a BOM is legal in front of JSON written by Windows tools
         data = data[3:]
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, Quarantined(path, "invalid_utf8",
-                                 f"byte {e.start} is not UTF-8 ({e.reason}); the whole document is set aside",
-                                 source_record=0, byte_offset=e.start,
-                                 excerpt=data[max(0, e.start - 40): e.start + _EXCERPT_BYTES])
-    try:
-        return orjson.loads(data), None
-    except orjson.JSONDecodeError as e:
-        return None, Quarantined(path, "invalid_json", f"the document does not parse as JSON: {e}",
-                                 source_record=0, byte_offset=getattr(e, "pos", None), excerpt=data[:_EXCERPT_BYTES])
+    doc, err = parse_json(data)
+    if err is None:
+        return doc, None
+    at = err.byte_offset or 0
+    return None, Quarantined(path, err.reason, f"the document does not parse: {err.detail}; the whole file is set aside",
+                             source_record=0, byte_offset=err.byte_offset,
+                             excerpt=data[max(0, at - 40): at + _EXCERPT_BYTES])
 
 
 def load_json_file(path: str) -> tuple[Any, Quarantined | None]:

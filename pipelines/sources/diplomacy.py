@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import orjson
 
-from pipelines.sources.base import Outcome, Quarantined, Reader, iter_lines_utf8, open_binary, text_size_check
+from pipelines.sources.base import Outcome, parse_json, Quarantined, Reader, iter_lines_utf8, open_binary, text_size_check
 from pipelines.sources.chatexport import M, to_json
 from pipelines.text import normalise_newlines
 
@@ -47,15 +46,9 @@ def _dialog(path: str, line_no: int, offset: int, raw: bytes, first_order: int) 
         return Quarantined(path, reason, f"line {line_no}: {detail}", source_record=line_no, byte_offset=offset,
                            excerpt=raw)
 
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        yield bad("invalid_utf8", f"byte {e.start} of the line is not UTF-8")
-        return
-    try:
-        d = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        yield bad("invalid_json", f"not valid JSON ({e})")
+    d, err = parse_json(raw)
+    if err is not None:
+        yield bad(err.reason, err.detail)
         return
     if not isinstance(d, dict):
         yield bad("wrong_type", f"a dialog must be a JSON object, got {type(d).__name__}")

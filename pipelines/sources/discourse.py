@@ -16,7 +16,7 @@ from typing import Iterator
 
 import orjson
 
-from pipelines.sources.base import Outcome, aliases, iso_micros, Quarantined, Reader, Skipped, open_binary, text_size_check
+from pipelines.sources.base import Outcome, aliases, iso_micros, parse_json, Quarantined, Reader, Skipped, open_binary, text_size_check
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -50,15 +50,11 @@ def _load(path: str) -> tuple[dict | None, Quarantined | None]:
         return None, Quarantined(path, "too_large", f"page file over {MAX_PAGE_BYTES} bytes", 0, 0, data[:800])
     if not data.strip():
         return None, Quarantined(path, "empty_file", "the file is empty", 0, 0)
-    try:
-        page = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as u:
-            return None, Quarantined(path, "invalid_utf8", str(u), 0, 0, data)
-        reason = "truncated" if "unexpected end" in str(e).lower() else "invalid_json"
-        return None, Quarantined(path, reason, f"the page does not parse: {e}", 0, 0, data)
+    page, err = parse_json(data)
+    if err is not None:
+        # A page file is fetched whole: one that ends mid-value was cut off (a truncated download).
+        reason = "truncated" if err.cut_short else err.reason
+        return None, Quarantined(path, reason, f"the page does not parse: {err.detail}", 0, err.byte_offset, data)
     if not isinstance(page, dict):
         return None, Quarantined(path, "wrong_type", f"the page is JSON {type(page).__name__}, not an object",
                                  0, 0, data)

@@ -14,7 +14,7 @@ from typing import Iterator
 import orjson
 import zstandard
 
-from pipelines.sources.base import files_in_turn, Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
+from pipelines.sources.base import files_in_turn, parse_json, Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
 from pipelines.text import unescape
 from schemas import MESSAGES as M
 
@@ -322,15 +322,9 @@ def read_file(path: str) -> Iterator[Outcome]:
             yield item
             continue
         n, off, raw = item
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as u:
-                yield _q(path, n, off, "invalid_utf8", f"line {n}: {u}", raw)
-                continue
-            yield _q(path, n, off, "invalid_json", f"line {n}: {e}", raw)
+        obj, err = parse_json(raw)
+        if err is not None:
+            yield _q(path, n, off, err.reason, f"line {n}: {err.detail}", raw)
             continue
         yield parse_record(obj, path, n, off, raw)
     if records == 0:
