@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO ?= demo
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast ui bench lint clean
+.PHONY: install demo test test-fast ui bench ablation lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo materialises into .dagster_home, the instance `make ui` serves (dagster_project/instance.py).
 demo: $(STAMP)
 	$(PY) -m pipelines.demo --dir $(DEMO)
 
@@ -26,10 +27,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not spark and not browser and not slow"
 
 ui: $(STAMP)
-	$(PY) -m dagster_project.ui
+	$(PY) -m dagster_project.ui --config $(DEMO)/dumps/corpus.toml
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+
+ablation: $(STAMP)
+	$(PY) -m benchmarks.bench_ablation
 
 lint: $(STAMP)
 	$(PY) -m ruff check . || true

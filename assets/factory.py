@@ -13,6 +13,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, AutomationC
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
 from dagster_project.spark import SparkResource
 from dagster_project.results import COUNTS_CHECK, stage_result
+from pipelines.lock import out_lock, step_wait_s
 from pipelines.stages import get_stage, run_stage
 
 # Rebuild when any upstream asset (any partition of it) was updated, once nothing upstream
@@ -43,6 +44,11 @@ def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey]
     def _stage(context: AssetExecutionContext, corpus: CorpusConfigResource,
                pseudonym_secret: PseudonymSecret, spark: SparkResource) -> MaterializeResult:
         ctx = run_context(corpus, pseudonym_secret, context.log, spark)
-        return stage_result(stage, ctx.config, run_stage(stage, ctx))
+        # Steps of one `out` take turns (the executor runs independent steps at once) and a
+        # concurrent `socialcorpus build` makes them wait instead of racing it.
+        with out_lock(ctx.config.out, f"dagster asset {key} (run {context.run.run_id})", wait=step_wait_s(),
+                      log=context.log):
+            summary = run_stage(stage, ctx)
+        return stage_result(stage, ctx.config, summary)
 
     return _stage

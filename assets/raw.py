@@ -8,6 +8,7 @@ from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run
 from dagster_project.spark import SparkResource
 from dagster_project.results import RECORDS_CHECK, ingest_result
 from pipelines.config import CorpusConfig
+from pipelines.lock import out_lock, step_wait_s
 
 GROUP = "ingest"
 
@@ -33,7 +34,9 @@ def raw_asset(config: CorpusConfig, format: str) -> AssetsDefinition:
     def _raw(context: AssetExecutionContext, corpus: CorpusConfigResource,
              pseudonym_secret: PseudonymSecret, spark: SparkResource) -> MaterializeResult:
         ctx = run_context(corpus, pseudonym_secret, context.log, spark)
-        summary = ingest_partition(ctx, format, context.partition_key)
+        with out_lock(ctx.config.out, f"dagster asset {key.to_user_string()}[{context.partition_key}] "
+                      f"(run {context.run.run_id})", wait=step_wait_s(), log=context.log):
+            summary = ingest_partition(ctx, format, context.partition_key)
         return ingest_result(ctx.config, format, context.partition_key, summary)
 
     return _raw

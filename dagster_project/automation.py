@@ -32,6 +32,7 @@ from dagster import (
 )
 
 from dagster_project.partitions import PartitionError, partition_keys, partition_of_file
+from pipelines.sources import SourceError
 from dagster_project.resources import CorpusStorage
 from pipelines.config import CorpusConfig
 
@@ -71,7 +72,7 @@ def plan_landing(config: CorpusConfig, files: dict[str, int], cursor: dict[str, 
             continue
         try:
             target = partition_of_file(config, path)
-        except PartitionError as e:
+        except (PartitionError, SourceError) as e:  # an unreadable file must not crash the sensor
             errors.append(str(e))
             continue
         if target is None:

@@ -94,7 +94,8 @@ def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:
 
     raw = storage.read(config.table_url("messages"))
     anon = storage.read(config.table_url("messages_anon"))
-    return scan_leaks(raw, anon, secret)
+    # The stage's own [anonymize] settings, so check and stage agree on which names are mentions.
+    return scan_leaks(raw, anon, secret, cfg=config.section("anonymize"))
 
 
 def timeline_order(config: CorpusConfig) -> CheckResult:

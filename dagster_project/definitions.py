@@ -19,6 +19,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Definitions,
+    DagsterEventType,
     DagsterInstance,
     EnvVar,
     define_asset_job,
@@ -105,7 +106,7 @@ def _summary_of(result) -> dict:
         mat = ev.step_materialization_data.materialization
         key = mat.asset_key.to_user_string()
         md = {k: v.value for k, v in mat.metadata.items()
-              if not k.startswith("plot_") and isinstance(v.value, (int, float, str, dict, list))}
+              if not k.startswith("plot_") and k != "example" and isinstance(v.value, (int, float, str, dict, list))}
         if mat.partition:
             out.setdefault(key, {})[mat.partition] = md
         else:
@@ -117,40 +118,64 @@ def _checks_of(result) -> dict:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
+def _seconds_of(instance: DagsterInstance, result) -> dict[str, float]:
+    """Seconds each asset's step took in ``result``'s run, from the run's event log."""
+    start, end, asset_of = {}, {}, {}
+    for entry in instance.all_logs(result.run_id):
+        ev = entry.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        if ev.event_type == DagsterEventType.STEP_START:
+            start[ev.step_key] = entry.timestamp
+        elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            end[ev.step_key] = entry.timestamp
+        elif ev.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            asset_of[ev.step_key] = ev.asset_key.to_user_string()
+    return {a: round(end[k] - start[k], 3) for k, a in asset_of.items() if k in start and k in end}
+
+
 def _failures_of(result) -> dict:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.description
             for e in result.get_asset_check_evaluations() if not e.passed}
 
 
 def materialize_corpus(path: str, instance: DagsterInstance | None = None, out: str | None = None,
-                       secret: str | None = None, raise_on_error: bool = True) -> dict:
+                       secret: str | None = None, raise_on_error: bool = True, log_level: str = "DEBUG") -> dict:
     """Materialise every asset in process: each raw partition with input, then every stage.
 
     Returns ``{"assets": {key: metadata}, "checks": {"asset:check": passed}, "failed_checks":
-    {"asset:check": description}}``. With
+    {"asset:check": description}, "seconds": {key: seconds of its steps}}``. With
     ``raise_on_error`` it raises on the first failed step; either way a failed blocking
-    check stops the stages after it (and its result is in ``checks``).
+    check stops the stages after it (and its result is in ``checks``). ``instance``: where
+    the runs are recorded (``make demo`` passes the project's persistent one, so the UI shows
+    them); default an ephemeral one. ``log_level``: of Dagster's console logger (``INFO``
+    shows the stages' own lines and progress, not every Dagster event).
     """
     d = build_defs(path, out, secret)
     resources = make_resources(path, out, secret)
     instance = instance or DagsterInstance.ephemeral()
     config = cfgmod.load(path)
     all_assets = list(d.assets)
-    summary: dict = {"assets": {}, "checks": {}, "failed_checks": {}}
+    summary: dict = {"assets": {}, "checks": {}, "failed_checks": {}, "seconds": {}}
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     for a in all_assets:
         if a.partitions_def is None:
             continue
         fmt = a.key.path[-1]
         for key in partition_keys(config, fmt):
             r = materialize(all_assets, instance=instance, resources=resources, partition_key=key,
-                            selection=AssetSelection.assets(a.key), raise_on_error=raise_on_error)
+                            selection=AssetSelection.assets(a.key), raise_on_error=raise_on_error,
+                            run_config=run_config)
+            for k, secs in _seconds_of(instance, r).items():
+                summary["seconds"][k] = round(summary["seconds"].get(k, 0.0) + secs, 3)
             for k, v in _summary_of(r).items():
                 summary["assets"].setdefault(k, {}).update(v)
             summary["checks"].update({f"{c}[{key}]": p for c, p in _checks_of(r).items()})
             summary["failed_checks"].update({f"{c}[{key}]": d for c, d in _failures_of(r).items()})
     r = materialize([*all_assets, *ASSET_CHECKS], instance=instance, resources=resources,
                     selection=AssetSelection.assets(*STAGE_KEYS) | AssetSelection.checks_for_assets(*STAGE_KEYS),
-                    raise_on_error=raise_on_error)
+                    raise_on_error=raise_on_error, run_config=run_config)
+    summary["seconds"].update(_seconds_of(instance, r))
     summary["assets"].update(_summary_of(r))
     summary["checks"].update(_checks_of(r))
     summary["failed_checks"].update(_failures_of(r))

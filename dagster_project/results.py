@@ -5,6 +5,7 @@ Asset bodies stay one line of work (call the stage) and one line of reporting (t
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Mapping
 
 from dagster import AssetCheckResult, MaterializeResult, MetadataValue
@@ -12,6 +13,7 @@ from dagster import AssetCheckResult, MaterializeResult, MetadataValue
 from dagster_project import checks, plots
 from dagster_project.metadata import dropped_total, rate, summary_metadata
 from dagster_project.partitions import partition_tables
+from pipelines import storage
 from pipelines.config import CorpusConfig
 
 COUNTS_CHECK = "counts_conserved"
@@ -46,11 +48,25 @@ def _derived(stage: str, s: Mapping[str, Any]) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
-# stage -> plot functions run on its output table
+def shard_example(config: CorpusConfig) -> dict:
+    """One training example as the model sees it (``socialcorpus show-example``, as Markdown),
+    from the validation split, or the first non-empty split when a small corpus left it empty."""
+    from pipelines.show_example import show
+
+    for split in ("validation", "train", "test"):
+        manifest = storage.join(config.table_url("shards", split), "manifest.json")
+        fs, path = storage.fs_and_path(manifest)
+        if fs.exists(path) and json.loads(fs.cat_file(path)).get("rows"):
+            return {"example": MetadataValue.md(show(manifest, markdown=True))}
+    return {}
+
+
+# stage -> functions run on its output, each returning metadata entries (plots, an example)
 PLOTS: dict[str, tuple[Callable[[CorpusConfig], dict], ...]] = {
     "timeline": (plots.messages_per_day,),
     "histories": (plots.history_lengths,),
     "examples": (plots.example_gaps,),
+    "shards": (shard_example,),
 }
 
 

@@ -12,6 +12,10 @@ pseudonym tokens, other PII becomes typed placeholders. Fully offline.
   regex prefilter flags.
 * ``pii_types`` lists one entry per replacement in ``title`` then ``text``: a placeholder
   type or ``MENTION``.
+* Ids that would name a person (a Telegram personal chat's id is the peer's user id; Slack DMs;
+  IRC query logs named after a nick) get that part keyed-hashed in ``message_id``,
+  ``thread_id``, ``parent_id``, ``parent_inferred`` and ``community`` (:func:`hash_scoped_ids`);
+  ``source_uri`` becomes a keyed hash of the file (:func:`source_key`): file names can name people.
 
 The secret is read from ``ctx.secret()`` and never logged, written or returned.
 """
@@ -41,26 +45,21 @@ MENTION_TYPE = "MENTION"
 # Name-table columns (an internal table, not a stored one).
 N_COMMUNITY, N_KEY, N_FIRST, N_PSEUDONYM, N_MENTIONABLE = "community", "key", "first_word", "pseudonym", "mentionable"
 
-# Plain (un-prefixed) occurrences of these words are never taken as mentions, even when an
-# author is called that: they are common English and chat words, and handles equal to
-# them ("the", "help", "admin", "lol") would otherwise turn ordinary text into tokens.
-# Explicit forms (`@help`, `u/help`, `help: …` addressing) still count.
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any anyone anything are around as at away back
-be because been before being below best better between both bot but by can cannot come could day did
-do does doing done down during each else even ever every few first for free from fun further get
-give go going good got great guy guys had has have having he hello help her here hers herself hey hi
-him himself his home how however i if in info into is it its itself just know last least left let
-lets like little lol long look lot love made make man many may me mean might mine more most much must
-my myself need never new news next nice night no nobody none nor not nothing now of off ok okay old
-on once one only or other our ours ourselves out over own people please post really right same say
-see she should since so some someone something still such sure take tell than thank thanks that the
-their theirs them themselves then there these they thing think this those though through time to
-today too true under until up us use user very want was way we well were what when where which while
-who whom why will with without work would yes yet you your yours yourself yourselves admin guest
-root test anonymous deleted unknown system channel everyone here moderator mod bug code data
-year years world life game play player team war peace north south east west
-""".split())
+# Name-table rows are keyed by community; names looked for in every community of a platform
+# (distinctive multi-word display names) are keyed by this marker + the platform instead.
+PLATFORM_WIDE = "*"
+
+# Conversation scopes inside structural ids, per id format (`telegram:<chat>`,
+# `slack:<workspace>:<conversation>`, `irc:<network>/<channel>`); an id either is its scope
+# (community, thread) or continues after it with `:` (message ids, day threads).
+SCOPE_RE = r"^(telegram:-?\d+|slack:[^:]+:[^:]+|irc:[^:]+)(?::|$)"
+# The id columns that carry a scope (and so may carry a person's id) from `messages_anon` on.
+SCOPED_ID_COLUMNS = (M.message_id, M.thread_id, M.parent_id, M.parent_inferred, M.community)
+# HMAC domain tags: one key, distinct inputs per kind of value, so a hashed scope or file can
+# never equal an author pseudonym (those hash `platform \x1f id`, and no platform is named so).
+SCOPE_TAG, SOURCE_TAG = "scope", "source_uri"
+SOURCE_PREFIX = "src:"
+HASHED_SCOPE_PREFIX = "p"
 
 # Tokens already produced by anonymisation (placeholders, mention tokens): kept as they are.
 _KEEP = r"<(?:[A-Z_]+|@" + PSEUDONYM_PREFIX + r"[0-9a-f]{" + str(PSEUDONYM_HEX) + r"})>"
@@ -85,6 +84,8 @@ class AnonymizeConfig:
     presidio_score_threshold: minimum Presidio score to replace a span (phones score 0.4).
     min_name_length: shortest display name / handle replaced where it occurs as a plain word.
     min_numeric_id_length: shortest all-digit author id replaced as a plain word.
+    common_word_zipf: a one-word name at least this frequent in English (wordfreq Zipf) is a mention only in explicit forms.
+    platform_name_zipf: a multi-word name with a word rarer than this (Zipf) is matched platform-wide.
     extra_stopwords: more words never taken as plain-name mentions.
     batch_rows: rows per Arrow batch handed to :func:`anonymize_batch`.
     """
@@ -94,6 +95,8 @@ class AnonymizeConfig:
     presidio_score_threshold: float = 0.35
     min_name_length: int = 3
     min_numeric_id_length: int = 6
+    common_word_zipf: float = 3.5
+    platform_name_zipf: float = 4.5
     extra_stopwords: tuple[str, ...] = ()
     batch_rows: int = 50_000
 
@@ -124,14 +127,38 @@ def pseudonym_expr(platform: pl.Expr, ids: pl.Expr, frame: pl.DataFrame, secret:
     return pairs.join(table, on=["p", "i"], how="left", maintain_order="left")["ps"]
 
 
+@lru_cache(maxsize=8)
+def common_words(min_zipf: float) -> tuple[str, ...]:
+    """English words (wordfreq's bundled `best` list, lower case) with a Zipf frequency of at least
+    ``min_zipf``. One dictionary scan per threshold; the result is a plain list for `is_in`."""
+    from wordfreq import get_frequency_dict
+
+    floor = 10 ** (min_zipf - 9)  # Zipf = log10(frequency per billion words)
+    return tuple(sorted(w for w, f in get_frequency_dict("en", wordlist="best").items() if f >= floor))
+
+
 def is_mentionable(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
     """Whether a lower-cased name may be replaced where it occurs as a plain word (the rule
-    shared with the leak scanner): long enough, not all digits unless long, not a stopword."""
-    stop = sorted(STOPWORDS | set(cfg.extra_stopwords))
+    shared with the leak scanner): long enough, not all digits unless long, not a common
+    English word (:func:`common_words` at ``cfg.common_word_zipf``), not an extra stopword."""
     digits = key.str.contains(r"^\d+$")
     return ((key.str.len_chars() >= cfg.min_name_length)
             & (~digits | (key.str.len_chars() >= cfg.min_numeric_id_length))
-            & ~key.is_in(stop))
+            & ~key.is_in(list(common_words(cfg.common_word_zipf)))
+            & ~key.is_in(list(cfg.extra_stopwords)))
+
+
+def is_platform_name(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
+    """Whether a lower-cased name is distinctive enough to be looked for in every community of its
+    platform: two or more words separated by spaces, one of them rarer than ``cfg.platform_name_zipf``."""
+    words = key.str.extract_all(r"\w+")
+    rare = words.list.eval(~pl.element().is_in(list(common_words(cfg.platform_name_zipf)))).list.any()
+    return key.str.contains(r"\w\s+\w") & (words.list.len() >= 2) & rare
+
+
+def platform_scope(platform: pl.Expr | str) -> pl.Expr | str:
+    """The name-table `community` under which a platform's platform-wide names sit."""
+    return PLATFORM_WIDE + platform if isinstance(platform, str) else pl.lit(PLATFORM_WIDE) + platform
 
 
 def mentionable(frame: pl.DataFrame, cfg: AnonymizeConfig) -> pl.Series:
@@ -172,25 +199,118 @@ def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
                      cfg: AnonymizeConfig | None = None) -> pl.DataFrame:
     """Per community, every known author name and handle -> that author's pseudonym.
 
-    In: rows with ``platform``, ``community``, ``author_id``, ``author_name``. Out: columns
-    community, key (lower-cased author_name or author_id), first_word (first ``\\w+`` run of
-    key, for joins against text words), pseudonym, mentionable (see :func:`is_mentionable`).
-    When one key names several authors in a community, the author with most messages wins
-    (then the smaller pseudonym), so the table is deterministic.
+    In: rows with ``platform``, ``community``, ``author_id``, ``author_name``. Out: see
+    :func:`name_table_from_counts`.
     """
     cfg = cfg or AnonymizeConfig()
     keys = author_keys(messages)
     if keys.height == 0:
-        return pl.DataFrame(schema={N_COMMUNITY: pl.String, N_KEY: pl.String, N_FIRST: pl.String,
-                                    N_PSEUDONYM: pl.String, N_MENTIONABLE: pl.Boolean})
+        return name_table_from_counts(pl.DataFrame(schema=_COUNT_SCHEMA), cfg)
     keys = keys.with_columns(
         pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), keys, secret).alias(N_PSEUDONYM))
-    table = (keys.group_by(M.community, N_KEY, N_PSEUDONYM).agg(pl.len().alias("n"))
-             .sort([M.community, N_KEY, "n", N_PSEUDONYM], descending=[False, False, True, False])
-             .unique([M.community, N_KEY], keep="first", maintain_order=True)
-             .select(pl.col(M.community).alias(N_COMMUNITY), N_KEY,
-                     pl.col(N_KEY).str.extract(r"(\w+)").alias(N_FIRST), N_PSEUDONYM))
+    counts = keys.group_by(M.platform, M.community, N_KEY, N_PSEUDONYM).agg(pl.len().cast(pl.Int64).alias("n"))
+    return name_table_from_counts(counts, cfg)
+
+
+_COUNT_SCHEMA = {M.platform: pl.String, M.community: pl.String, N_KEY: pl.String, N_PSEUDONYM: pl.String,
+                 "n": pl.Int64}
+
+
+def _winners(counts: pl.DataFrame, by: str) -> pl.DataFrame:
+    return (counts.group_by(by, N_KEY, N_PSEUDONYM).agg(pl.col("n").sum())
+            .sort([by, N_KEY, "n", N_PSEUDONYM], descending=[False, False, True, False])
+            .unique([by, N_KEY], keep="first", maintain_order=True))
+
+
+def name_table_from_counts(counts: pl.DataFrame, cfg: AnonymizeConfig) -> pl.DataFrame:
+    """The name table from message counts per (platform, community, key, pseudonym, n); shared by
+    the Polars and the Spark engine, so both give the same table.
+
+    Out, sorted by community then key: community, key (lower-cased name), first_word (first
+    ``\\w+`` run of key, for joins against text words), pseudonym, mentionable (see
+    :func:`mentionable`). One row per (community, key): when one key names several authors the
+    one with most messages wins (then the smaller pseudonym). Distinctive multi-word names
+    (:func:`is_platform_name`) also get a row under ``platform_scope(platform)``, won the same
+    way over the whole platform: a full name written in another community is that person too.
+    """
+    local = _winners(counts, M.community).select(pl.col(M.community).alias(N_COMMUNITY), N_KEY, N_PSEUDONYM)
+    wide = (_winners(counts.filter(is_platform_name(pl.col(N_KEY), cfg)), M.platform)
+            .select(platform_scope(pl.col(M.platform)).alias(N_COMMUNITY), N_KEY, N_PSEUDONYM))
+    table = (pl.concat([local, wide]).sort(N_COMMUNITY, N_KEY)
+             .select(N_COMMUNITY, N_KEY, pl.col(N_KEY).str.extract(r"(\w+)").alias(N_FIRST), N_PSEUDONYM))
     return table.with_columns(mentionable(table, cfg).alias(N_MENTIONABLE))
+
+
+def _keyed_hex(secret: bytes, tag: str, value: str) -> str:
+    return hmac.new(secret, f"{tag}\x1f{value}".encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+
+
+def private_scope_candidates(messages: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The conversation scopes (see :data:`SCOPE_RE`) whose ids would name a person, one row each
+    (column ``scope``). Row-local rules, so the union over batches is the answer for the whole input:
+
+    * Telegram: ``telegram:<n>`` for every user id ``user<n>`` among authors and recipients (a
+      personal or bot chat's id *is* the peer's user id), and every chat with recipients (the reader
+      sets them only for personal and bot chats);
+    * Slack: conversations with recipients (DMs, multi-person DMs: ``dms.json``/``mpims.json``) and
+      ``mpdm-a--b--c-1`` folders (named after their members) even when unlisted;
+    * IRC: logs whose channel has no channel sigil (``#&+!``): a private query, named after the nick.
+
+    Discord DM ids are channel snowflakes (no user id); every other platform's ids embed no person.
+    """
+    lf = messages.lazy() if isinstance(messages, pl.DataFrame) else messages
+    plat, rec = pl.col(M.platform), pl.col(M.recipient_ids)
+    users = (lf.filter(plat == "telegram")
+             .select(pl.concat_list(pl.col(M.author_id), rec.fill_null(pl.lit([], pl.List(pl.String)))).alias("_u"))
+             .explode("_u").select((pl.lit("telegram:") + pl.col("_u").str.extract(r"^user(\d+)$")).alias("scope")))
+    with_recipients = (lf.filter(plat.is_in(["telegram", "slack"]) & rec.is_not_null())
+                       .select(pl.col(M.thread_id).str.extract(SCOPE_RE).alias("scope")))
+    mpdm = lf.filter(plat == "slack").select(pl.col(M.thread_id).str.extract(r"^(slack:[^:]+:mpdm-[^:]+)").alias("scope"))
+    query = lf.filter(plat == "irc").select(pl.col(M.community).str.extract(r"^(irc:[^/:]+/[^#&+!:][^:]*)$").alias("scope"))
+    return pl.concat([users, with_recipients, mpdm, query]).drop_nulls().unique().sort("scope").collect()
+
+
+def scope_table(candidates: pl.DataFrame, secret: bytes) -> pl.DataFrame:
+    """Private scope -> its keyed replacement: the scope's last part (after the last `:` or `/`)
+    becomes ``p`` + 16 hex of HMAC-SHA256(secret, "scope" \\x1f scope); the readable prefix
+    (platform, Slack workspace, IRC network) stays, so ids still sort and group by platform."""
+    scopes = candidates["scope"].unique().sort().to_list()
+    hashed = [re.sub(r"[^:/]+$", HASHED_SCOPE_PREFIX + _keyed_hex(secret, SCOPE_TAG, s), s) for s in scopes]
+    return pl.DataFrame({"scope": scopes, "hashed": hashed}, schema={"scope": pl.String, "hashed": pl.String})
+
+
+def hash_scoped_ids(df: pl.DataFrame, scopes: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with the private scope inside every id of :data:`SCOPED_ID_COLUMNS` replaced by its
+    keyed form (the rest of the id unchanged), so message, parent and thread ids stay consistent
+    and joins downstream still work. Relational: one join per column, no Python per row."""
+    cols = [c for c in SCOPED_ID_COLUMNS if c in df.columns]
+    if scopes.height == 0 or not cols:
+        return df
+    exprs = []
+    for col in cols:
+        sc = df.select(pl.col(col).str.extract(SCOPE_RE).alias("scope"))
+        rep = sc.join(scopes, on="scope", how="left", maintain_order="left")
+        if rep["hashed"].null_count() == rep.height:
+            continue
+        exprs.append(pl.when(rep["hashed"].is_not_null())
+                     .then(rep["hashed"] + pl.col(col).str.slice(rep["scope"].str.len_chars()))
+                     .otherwise(pl.col(col)).alias(col))
+    return df.with_columns(exprs) if exprs else df
+
+
+def source_key(secret: bytes, source_uri: str) -> str:
+    """``source_uri`` as stored from `messages_anon` on: ``src:`` + 16 hex of HMAC-SHA256(secret,
+    "source_uri" \\x1f uri). File names can name a person (DiscordChatExporter names DM files after
+    the other side); to find a row's file, hash the raw table's ``source_uri`` values and join."""
+    return SOURCE_PREFIX + _keyed_hex(secret, SOURCE_TAG, source_uri)
+
+
+def _hash_sources(df: pl.DataFrame, secret: bytes) -> pl.Series:
+    uniq = df[M.source_uri].unique().drop_nulls()
+    # hmac needs Python: once per distinct file, not per message.
+    table = pl.DataFrame({"u": uniq, "k": [source_key(secret, u) for u in uniq.to_list()]},
+                         schema={"u": pl.String, "k": pl.String})
+    return df.select(pl.col(M.source_uri).alias("u")).join(table, on="u", how="left", maintain_order="left")["k"]
 
 
 _SIMPLE = re.compile(r"\w+")
@@ -239,7 +359,13 @@ def mention_rules() -> str:
     return ("explicit `u/name`, `/u/name`, `@name` always count (a name unknown in the community "
             "gets the pseudonym of that handle on the platform); `name:`/`name,` at the start of a message "
             "counts when the name is a known author of the community; plain whole-word occurrences count "
-            "for known names that are mentionable (length, digits and stopword rule)")
+            "for known names that are mentionable (length, digits and word-frequency rule), in the author's "
+            "communities, and for distinctive multi-word names in every community of the platform")
+
+
+def _known(lookup: dict[tuple[str, str], str], community: str, platform: str, key: str) -> str | None:
+    """The pseudonym of a known name: an author of this community first, else a platform-wide name."""
+    return lookup.get((community, key)) or lookup.get((platform_scope(platform), key))
 
 
 def replace_mentions(text: str, community: str, platform: str, cands: tuple[str, ...],
@@ -271,11 +397,11 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
             return m.group(0)
         if complex_names and (m.group("k") or m.group("n")) is not None:
             n += 1
-            return mention(lookup[(community, (m.group("k") or m.group("n")).lower())])
+            return mention(_known(lookup, community, platform, (m.group("k") or m.group("n")).lower()))
         if m.group("h") is not None:
             h = m.group("h")
             n += 1
-            return mention(lookup.get((community, h.lower())) or pseudonym(secret, platform, h))
+            return mention(_known(lookup, community, platform, h.lower()) or pseudonym(secret, platform, h))
         ps = lookup.get((community, m.group("a").lower()))
         if ps is None:
             return m.group(0)
@@ -313,7 +439,7 @@ def _anon_json(value, community: str, platform: str, cands: tuple[str, ...], pii
     """Walk a decoded ``extra`` JSON value: a string equal to a known name becomes the bare
     pseudonym (it was a handle field); other strings and keys are anonymised like text."""
     if isinstance(value, str):
-        ps = c.lookup.get((community, value.strip().lower()))
+        ps = _known(c.lookup, community, platform, value.strip().lower())
         if ps is not None:
             c.stats["extra_handles"] += 1
             return ps
@@ -334,22 +460,25 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
     text = pl.col(col)
     if col == M.extra:  # look through JSON escapes so `\\nBob` still shows the word Bob
         text = text.str.replace_all(_JSON_ESCAPES, " ")
-    base = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), pl.col(M.community), text.alias("_t"))
+    base = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), pl.col(M.community),
+                     platform_scope(pl.col(M.platform)).alias("_scope"), text.alias("_t"))
     pii = pl.lit(True) if force_pii else pl.col("_t").str.contains(PREFILTER).fill_null(False)
     explicit = pl.col("_t").str.contains(_EXPLICIT_FLAG).fill_null(False)
     flags = base.select("_row", pii.alias("_pii"), explicit.alias("_explicit"),
                         pl.col("_t").str.extract(r"^([^\s:,<>@]+)[:,](?:\s|$)").str.to_lowercase().alias("_addr"))
     nm = names if all_keys else names.filter(pl.col(N_MENTIONABLE))
-    # Only rows of communities that have names to find are split into words (Diplomacy, the
-    # bulk of some corpora, has none: ROLE_PLATFORMS), the rest cannot join anyway.
-    words = (base.join(nm.select(pl.col(N_COMMUNITY).unique()), left_on=M.community, right_on=N_COMMUNITY,
-                       how="semi")
-             .select("_row", M.community, pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
+    # Only rows of communities (or platforms, for platform-wide names) that have names to find
+    # are split into words (Diplomacy, the bulk of some corpora, has none: ROLE_PLATFORMS), the
+    # rest cannot join anyway.
+    with_names = nm[N_COMMUNITY].unique().to_list()
+    words = (base.filter(pl.col(M.community).is_in(with_names) | pl.col("_scope").is_in(with_names))
+             .select("_row", M.community, "_scope", pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
              .explode("_w"))
     # Join first, then de-duplicate: the join keeps only the few words that start a known
     # name, so the unique runs on those instead of on every word of every message.
-    hits = (words.join(nm.select(N_COMMUNITY, N_FIRST, N_KEY), left_on=[M.community, "_w"],
-                       right_on=[N_COMMUNITY, N_FIRST], how="inner")
+    first = nm.select(N_COMMUNITY, N_FIRST, N_KEY)
+    hits = (pl.concat([words.join(first, left_on=[M.community, "_w"], right_on=[N_COMMUNITY, N_FIRST]),
+                       words.join(first, left_on=["_scope", "_w"], right_on=[N_COMMUNITY, N_FIRST])])
             .group_by("_row").agg(pl.col(N_KEY).unique().sort().alias("_cands")))
     addr = (base.select("_row", M.community).join(flags.select("_row", "_addr"), on="_row")
             .join(names.select(N_COMMUNITY, N_KEY), left_on=[M.community, "_addr"], right_on=[N_COMMUNITY, N_KEY],
@@ -360,11 +489,12 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
         (pl.col("_pii") | pl.col("_explicit") | pl.col("_addr_hit") | pl.col("_cands").is_not_null()).alias("_todo"))
 
 
-def _anonymize(df: pl.DataFrame, names: pl.DataFrame, secret: bytes, engine: PiiEngine,
+def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes, engine: PiiEngine,
                cfg: AnonymizeConfig) -> tuple[pl.DataFrame, Counter]:
     c = _Ctx(secret, engine, {})
-    comms = df.select(pl.col(M.community).unique())
-    nb = names.join(comms, left_on=N_COMMUNITY, right_on=M.community, how="semi")
+    comms = pl.concat([df.select(pl.col(M.community).unique().alias("_c")),
+                       df.select(platform_scope(pl.col(M.platform)).unique().alias("_c"))])
+    nb = names.join(comms, left_on=N_COMMUNITY, right_on="_c", how="semi")
     c.lookup = dict(zip(zip(nb[N_COMMUNITY].to_list(), nb[N_KEY].to_list()), nb[N_PSEUDONYM].to_list()))
     force = engine.needs_all_messages
     communities, platforms = df[M.community].to_list(), df[M.platform].to_list()
@@ -412,21 +542,27 @@ def _anonymize(df: pl.DataFrame, names: pl.DataFrame, secret: bytes, engine: Pii
         pl.when(had_recipients).then(rec.sort("_row")[M.recipient_ids]).otherwise(None).alias(M.recipient_ids),
         *new_cols.values(),
         pl.Series(ANON.pii_types, pii_types, dtype=pl.List(pl.String)),
+        _hash_sources(df, secret).alias(M.source_uri),
     )
-    return out, c.stats
+    return hash_scoped_ids(out, scopes), c.stats
 
 
 def anonymize_batch(batch: pa.RecordBatch | pa.Table, names: pl.DataFrame, secret: bytes,
-                    cfg: AnonymizeConfig, engine: PiiEngine | None = None) -> pa.RecordBatch:
+                    cfg: AnonymizeConfig, engine: PiiEngine | None = None,
+                    scopes: pl.DataFrame | None = None) -> pa.RecordBatch:
     """Anonymise one Arrow batch of ``messages`` rows into ``messages_anon`` rows (same order).
 
-    ``names`` comes from :func:`build_name_table` over the whole input (so a name is known in
-    every batch of its community). Pure per batch: the Spark engine can call it through
-    ``mapInArrow``.
+    ``names`` comes from :func:`build_name_table` and ``scopes`` from :func:`scope_table` of
+    :func:`private_scope_candidates`, both over the whole input (so a name is known in every
+    batch of its community, and a reply in one batch to a private chat seen in another gets the
+    same hashed id). ``scopes=None`` derives them from this batch alone: right only when the
+    batch is the whole input. Pure per batch: the Spark engine calls it through ``mapInArrow``.
     """
     engine = engine or PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
     df = pl.from_arrow(batch)
-    out, _ = _anonymize(df, names, secret, engine, cfg)
+    if scopes is None:
+        scopes = scope_table(private_scope_candidates(df), secret)
+    out, _ = _anonymize(df, names, scopes, secret, engine, cfg)
     batches = ANON.conform(out.to_arrow()).combine_chunks().to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=ANON.arrow)
 
@@ -436,15 +572,16 @@ def anonymize_messages(messages: pl.DataFrame, secret: bytes, cfg: AnonymizeConf
     """Anonymise a whole ``messages`` frame. Out: ``messages_anon`` rows in input order and counts.
 
     Counts: rows_in, rows_out (equal: nothing is dropped), replacements by type, rows sent to
-    Presidio, rows flagged per column, authors pseudonymised, names known, and which
-    recognizers were active. Never contains the secret.
+    Presidio, rows flagged per column, authors pseudonymised, names known (and platform-wide),
+    private scopes hashed, and which recognizers were active. Never contains the secret.
     """
     cfg = cfg or AnonymizeConfig()
     engine = engine or PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
     names = build_name_table(messages, secret, cfg)
+    scopes = scope_table(private_scope_candidates(messages), secret)
     parts, stats = [], Counter()
     for start in range(0, max(messages.height, 1), cfg.batch_rows):
-        out, st = _anonymize(messages.slice(start, cfg.batch_rows), names, secret, engine, cfg)
+        out, st = _anonymize(messages.slice(start, cfg.batch_rows), names, scopes, secret, engine, cfg)
         parts.append(out)
         stats.update(st)
     out = pl.concat(parts) if parts else messages
@@ -457,6 +594,9 @@ def anonymize_messages(messages: pl.DataFrame, secret: bytes, cfg: AnonymizeConf
         "authors": int(messages[M.author_id].drop_nulls().n_unique()) if messages.height else 0,
         "names_known": names.height,
         "names_mentionable": int(names[N_MENTIONABLE].sum()) if names.height else 0,
+        "names_platform_wide": int(names[N_COMMUNITY].str.starts_with(PLATFORM_WIDE).sum()) if names.height else 0,
+        # private-scope table rows (every Telegram user id is one: it is the id of a personal chat with them)
+        "private_scopes": scopes.height,
         "presidio_rows": {c: stats[f"{c}_presidio_rows"] for c in (M.title, M.text, M.extra)},
         "presidio_strings": stats["presidio_strings"],
         # share of messages whose text went through Presidio (the prefilter's hit rate)

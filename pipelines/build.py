@@ -1,17 +1,34 @@
-"""`socialcorpus build`: every available stage, in order, on the configured engine."""
+"""`socialcorpus build`: every available stage, in order, on the configured engine, under the
+output lock (pipelines/lock.py): a second build on the same `out` refuses instead of racing."""
 
 from __future__ import annotations
 
 import time
 
 from pipelines.context import RunContext
+from pipelines.lock import out_lock
+from pipelines.progress import progress
 from pipelines.stages import STAGES
 
 
-def build(ctx: RunContext, until: str | None = None) -> dict:
-    """Run the stages in order (up to and including ``until``); return ``{stage: summary}``."""
+def build(ctx: RunContext, until: str | None = None, command: str | None = None) -> dict:
+    """Run the stages in order (up to and including ``until``); return ``{stage: summary}``.
+
+    Holds the lock on ``out`` throughout (raises :class:`pipelines.lock.OutLockedError`
+    naming the holder if another run has it); taking it first repairs what killed runs left,
+    and the summary's ``recovered`` says what, when anything was.
+    """
+    with out_lock(ctx.config.out, command, log=ctx.log) as recovered:
+        return _build(ctx, until, recovered)
+
+
+def _build(ctx: RunContext, until: str | None, recovered: dict) -> dict:
     summary: dict = {"out": ctx.config.out, "engine": ctx.config.engine}
+    if recovered["restored"] or recovered["removed"] or recovered["stale_holder"]:
+        summary["recovered"] = recovered
+    bar = progress("stages", ctx.log, total=len(STAGES), unit="stages", show_rate=False)
     for stage in STAGES:
+        bar.update(0, stage=stage.name)  # the bar names the stage that is running
         if not stage.available():
             continue
         t0 = time.monotonic()
@@ -20,6 +37,8 @@ def build(ctx: RunContext, until: str | None = None) -> dict:
         result["seconds"] = round(time.monotonic() - t0, 3)
         summary[stage.name] = result
         ctx.log.info("stage %s: done in %.1fs", stage.name, result["seconds"])
+        bar.update(1)
         if stage.name == until:
             break
+    bar.close()
     return summary

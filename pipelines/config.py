@@ -6,7 +6,7 @@
     [[sources]]
     format = "reddit"                 # a name from pipelines.sources.FORMATS
     paths = ["dumps/reddit/*.zst"]    # globs or fsspec URLs, relative to this file
-    # name = "reddit"                 # optional; defaults to the format (format-2, … for repeats)
+    # name = "reddit"                 # optional slug; defaults to the format (format-2, … for repeats)
 
     [history]                         # one table per stage; keys are that stage's config fields
     n = 5
@@ -20,12 +20,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import posixpath
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.sources import FORMATS
 from pipelines.storage import join
+from schemas import MESSAGES, QUARANTINE
 
 # section name -> "module:ConfigClass"; the stage module owns its defaults.
 SECTIONS: dict[str, str] = {
@@ -39,6 +42,10 @@ SECTIONS: dict[str, str] = {
     "schedule": "dagster_project.automation:ScheduleConfig",
 }
 ENGINES = ("polars", "spark")
+# A source name is a folder name under messages_raw/ and quarantine/: a slug, so it can
+# neither climb out of `out` ("../x") nor nest in ("a/b") nor differ only by case.
+SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+RAW_TABLES = (MESSAGES.name, QUARANTINE.name)  # the per-source tables (pipelines/ingest.py)
 
 
 class ConfigError(ValueError):
@@ -96,6 +103,20 @@ def _resolve(base_dir: str, p: str) -> str:
     return os.path.normpath(os.path.join(base_dir, p))
 
 
+def _check_source_folders(where: str, out: str, names: list[str]) -> None:
+    """Every source's message and quarantine folders are distinct, inside ``out``, and none
+    holds another (a rewrite of one must never replace or delete another's files)."""
+    root = posixpath.normpath(out.split("://", 1)[-1])
+    folders = [(posixpath.normpath(posixpath.join(root, table, n)), f"{table}/{n}")
+               for table in RAW_TABLES for n in names]
+    for i, (a, la) in enumerate(folders):
+        if not a.startswith(root.rstrip("/") + "/"):
+            raise ConfigError(f"{where}: source folder {la} would lie outside out = {out!r}")
+        for b, lb in folders[i + 1:]:
+            if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                raise ConfigError(f"{where}: source folders {la} and {lb} overlap; give the sources distinct names")
+
+
 def from_dict(data: dict[str, Any], base_dir: str = ".", path: str | None = None) -> CorpusConfig:
     where = path or "<config>"
     data = dict(data)
@@ -117,7 +138,12 @@ def from_dict(data: dict[str, Any], base_dir: str = ".", path: str | None = None
         if not paths:
             raise ConfigError(f"{where}: sources[{i}] ({fmt}) has no `paths`")
         seen[fmt] = seen.get(fmt, 0) + 1
-        name = s.get("name") or (fmt if seen[fmt] == 1 else f"{fmt}-{seen[fmt]}")
+        name = s["name"] if "name" in s else (fmt if seen[fmt] == 1 else f"{fmt}-{seen[fmt]}")
+        if not isinstance(name, str) or not SOURCE_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: sources[{i}].name = {name!r} is not a valid source name: it becomes a folder "
+                              f"(messages_raw/<name>, quarantine/<name>), so it must match {SOURCE_NAME.pattern} "
+                              "(lower-case letters, digits, '_' and '-', starting with a letter or digit), "
+                              'e.g. name = "reddit-askscience"')
         extra = set(s) - {"format", "paths", "name"}
         if extra:
             raise ConfigError(f"{where}: sources[{i}] has unknown keys {sorted(extra)}")
@@ -125,6 +151,7 @@ def from_dict(data: dict[str, Any], base_dir: str = ".", path: str | None = None
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: source names must be unique, got {names}")
+    _check_source_folders(where, out, names)
     sections = {}
     for key, value in data.items():
         if key not in SECTIONS:

@@ -13,9 +13,9 @@ import inspect
 import re
 from pathlib import Path
 
-from pipelines.config import SECTIONS
+from pipelines.config import SECTIONS, SOURCE_NAME
 
-HEADER = """# The corpus configuration file
+HEADER = f"""# The corpus configuration file
 
 Generated from the stage config dataclasses by `python -m pipelines.config_docs`; do not
 edit by hand. One TOML file drives `socialcorpus build` and the Dagster assets.
@@ -27,7 +27,7 @@ engine = "polars"                  # "polars" (one machine) or "spark" (see [spa
 [[sources]]                        # one entry per dump source
 format = "reddit"                  # reddit, stackexchange, discourse, diplomacy, discord, slack, telegram, irc
 paths = ["dumps/reddit/*.zst"]     # globs, folders or fsspec URLs, relative to this file
-# name = "reddit"                  # optional; defaults to the format (format-2, … when repeated)
+# name = "reddit"                  # optional slug; defaults to the format (format-2, … when repeated)
 
 [history]                          # every other section below is optional; defaults as listed
 n = 5
@@ -36,6 +36,12 @@ n = 5
 The pseudonym secret is never in this file: it comes from the environment variable
 `SOCIALCORPUS_SECRET` (or the Dagster `pseudonym_secret` resource). Only the demo
 configuration sets `[anonymize] demo_secret`, a fixed, public, demo-only value.
+
+A source's `name` is a folder name: the source's tables are `messages_raw/<name>/` and
+`quarantine/<name>/` under `out`, and a rerun replaces exactly those folders. So it must be
+a slug matching `{SOURCE_NAME.pattern}` (lower-case letters, digits, `_` and `-`, starting
+with a letter or digit) and unique; anything else (`"../x"`, `"a/b"`, `"Reddit"`, `""`) is
+refused with an error naming the file and the name, before anything is written.
 
 """
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from tokenizers import Tokenizer
 
 from pipelines import tokenizer as T
+from pipelines.progress import progress
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
@@ -68,7 +69,7 @@ def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
 
 
 def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: int,
-                      extra_ids: list[pl.Series] = ()) -> MessageTokens:
+                      extra_ids: list[pl.Series] = (), log=None) -> MessageTokens:
     """Tokenise each row of ``msgs`` (timeline columns) exactly once with ``encode_batch``.
 
     In: ``msgs`` with timeline_id, seq, message_id, author_id, text, created_at, time_kind.
@@ -83,12 +84,14 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     texts = prep["marked"].to_list()
     lens = np.zeros(len(texts), dtype=np.int64)
     parts = []
-    for i in range(0, len(texts), ENCODE_BATCH):
-        # The tokenizer is a Python API over Rust: one call per batch, ids read out per message.
-        encs = tok.encode_batch_fast(texts[i:i + ENCODE_BATCH], add_special_tokens=False)
-        lens[i:i + len(encs)] = [len(e.ids) for e in encs]
-        parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
-                                 count=int(lens[i:i + len(encs)].sum())))
+    with progress("tokenise messages", log, total=len(texts), unit="msgs") as p:
+        for i in range(0, len(texts), ENCODE_BATCH):
+            # The tokenizer is a Python API over Rust: one call per batch, ids read out per message.
+            encs = tok.encode_batch_fast(texts[i:i + ENCODE_BATCH], add_special_tokens=False)
+            lens[i:i + len(encs)] = [len(e.ids) for e in encs]
+            parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
+                                     count=int(lens[i:i + len(encs)].sum())))
+            p.update(len(encs))
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     offsets = exclusive_cumsum(lens)
 
@@ -278,6 +281,7 @@ def render_examples(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_
         S.n_target_tokens: pa.array(w.n_target.astype(np.int32)),
         S.target_bytes: pa.array(w.target_bytes.astype(np.int32)),
         S.weight: pa.array(np.ones(ex.height, np.float32)),
+        S.target_labels: ex[E.labels].to_arrow(),
     }
     table = S.conform(pa.table(cols))
     return table, {"window": w.dropped, "own": o.dropped, "other": v.dropped}

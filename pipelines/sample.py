@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 
 import zstandard
 
+from pipelines import sample_signal
 from schemas import QUARANTINE_REASONS
 
 # Pushshift monthly dumps are one zstd frame with no content size and a declared 2 GiB
@@ -449,7 +450,7 @@ class Talk:
             m.t = t
             msgs.append(m)
             t += r.expovariate(1.0 / mean_gap) + 1
-        return msgs
+        return sample_signal.plant_thread(self.style, msgs)  # a no-op unless `--signal`
 
 
 def lightly_edit(rng: random.Random, text: str) -> str:
@@ -1743,7 +1744,7 @@ landing = "landing"
 '''
 
 
-def write_sample(out: str, seed: int = 0, scale: int = 1) -> dict:
+def write_sample(out: str, seed: int = 0, scale: int = 1, signal: bool = False) -> dict:
     """Write the synthetic demo corpus under ``out``; return a summary.
 
     Writes ``out/<format>/…`` in each format's real layout, ``out/corpus.toml`` (the demo
@@ -1752,7 +1753,10 @@ def write_sample(out: str, seed: int = 0, scale: int = 1) -> dict:
     reason, near-duplicate clusters, record duplicates). ``scale`` multiplies threads and
     messages roughly linearly (scale 1: a few thousand messages).
 
-    Guarantees: the same ``seed`` and ``scale`` give byte-identical files; every planted
+    ``signal``: plant the per-user habits of :mod:`pipelines.sample_signal` (listed in
+    ``planted.json`` under ``signal``).
+
+    Guarantees: the same ``seed``, ``scale`` and ``signal`` give byte-identical files; every planted
     broken record is listed with the reason code a reader must quarantine it under.
     Returns ``{"out", "seed", "scale", "files": {format: n}, "records": {format: n},
     "records_total", "broken", "pii", "near_duplicate_clusters", "record_duplicates"}``.
@@ -1761,17 +1765,20 @@ def write_sample(out: str, seed: int = 0, scale: int = 1) -> dict:
         raise ValueError(f"scale must be >= 1, got {scale}")
     os.makedirs(out, exist_ok=True)
     planted = Planted(out)
-    for fmt, writer in WRITERS.items():
-        # One generator per format, seeded by (seed, format): formats do not shift each other.
-        writer(out, random.Random(f"socialcorpus-sample:{seed}:{fmt}"), scale, planted)
+    with sample_signal.planting(seed, signal) as planter:
+        for fmt, writer in WRITERS.items():
+            # One generator per format, seeded by (seed, format): formats do not shift each other.
+            writer(out, random.Random(f"socialcorpus-sample:{seed}:{fmt}"), scale, planted)
     with open(os.path.join(out, "corpus.toml"), "w", encoding="utf-8") as f:
         f.write(CORPUS_TOML)
     with open(os.path.join(out, "planted.json"), "w", encoding="utf-8") as f:
-        json.dump(planted.as_json(), f, indent=1, sort_keys=True, ensure_ascii=False)
+        json.dump({**planted.as_json(), **({"signal": planter.as_json()} if planter else {})}, f, indent=1,
+                  sort_keys=True, ensure_ascii=False)
         f.write("\n")
     return {
         "out": out, "seed": seed, "scale": scale,
         "files": dict(planted.files), "records": dict(planted.records),
         "records_total": sum(planted.records.values()), "broken": len(planted.broken), "pii": len(planted.pii),
         "near_duplicate_clusters": len(planted.near_duplicates), "record_duplicates": len(planted.record_duplicates),
+        **({"signal": dict(planter.counts)} if planter else {}),
     }

@@ -7,11 +7,16 @@ example references is tokenised once; rows (``schemas.SHARD``) are assembled by 
 ``target_file_bytes`` with near-equal token counts, zstd, row groups of ``row_group_rows``.
 Each file is written under a temporary name and renamed; its name carries its content
 hash, so a rewrite never replaces a file the previous manifest names. ``manifest.json``
-is written last (temp + rename); files no manifest names are removed after that.
+is written last (temp + rename); files no manifest names are removed after that. The stage
+removes ``OUT/shards/_BUILD_COMPLETE.json`` first and writes it again after every split's
+manifest (config hash, tokenizer hash, each manifest's sha256): without it the trainer
+refuses the shards (docs/shards.md, docs/failure-model.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
@@ -29,9 +34,11 @@ import pyarrow.parquet as pq
 from pipelines import render, storage
 from pipelines import tokenizer as T
 from pipelines.checks import CheckResult
+from pipelines.progress import progress
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import SHARD_SCHEMA_VERSION
+from schemas.shards import BUILD_RECORD
 from schemas import TIMELINE as TL
 
 SPLITS = ("train", "validation", "test")  # always written, empty ones with no shards
@@ -146,7 +153,7 @@ def publish_manifest(fs, path: str, manifest: dict) -> None:
     keep = {MANIFEST, *(s["path"] for s in manifest["shards"])}
     for p in fs.ls(path, detail=False):
         if posixpath.basename(p) not in keep:
-            fs.rm(p, recursive=True)
+            storage._rm(fs, p, recursive=True)
 
 
 def manifest_of(split: str, tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, time_kind: str,
@@ -160,7 +167,7 @@ def manifest_of(split: str, tokenizer_sha256: str, ids: dict[str, int], vocab_si
 
 
 def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tokenizer_sha256: str,
-                ids: dict[str, int], vocab_size: int) -> dict:
+                ids: dict[str, int], vocab_size: int, log=None) -> dict:
     """Write ``table`` (already shuffled) as the shard files + manifest of one split folder ``url``.
 
     Returns the manifest. Guaranteed: the manifest appears last and names only complete
@@ -176,10 +183,12 @@ def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tok
     est = float(tokens.sum()) * cfg.bytes_per_token
     bounds = cut_points(tokens, math.ceil(est / cfg.target_file_bytes))
     shards = []
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        name, data, entry = encode_shard(table.slice(a, b - a), i, cfg)
-        _put_bytes(fs, posixpath.join(path, name), data)
-        shards.append(entry)
+    with progress(f"write {split} shards", log, total=table.num_rows, unit="rows") as p:
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg)
+            _put_bytes(fs, posixpath.join(path, name), data)
+            shards.append(entry)
+            p.update(b - a, files=i + 1)
     manifest = manifest_of(split, tokenizer_sha256, ids, vocab_size, time_kind, table.num_rows,
                            int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), shards)
     publish_manifest(fs, path, manifest)
@@ -228,6 +237,69 @@ def verify_manifest(manifest_url: str) -> CheckResult:
     return CheckResult(name, not bad, len(bad), desc, bad[:10])
 
 
+# -- the build-complete record ---------------------------------------------------------------
+
+def config_hash(config) -> str:
+    """sha256 of what decides a build's content: the sources and every stage section's
+    resolved settings (defaults included). Spark tuning and the Dagster schedule are left
+    out (they do not change the output), and so is any secret."""
+    from pipelines.config import SECTIONS
+
+    doc = {"sources": [[s.name, s.format, list(s.paths)] for s in config.sources], "sections": {}}
+    for name, target in sorted(SECTIONS.items()):
+        if not target.startswith("pipelines.") or target.startswith("pipelines.engines."):
+            continue
+        values = dataclasses.asdict(config.section(name))
+        doc["sections"][name] = {k: v for k, v in values.items() if "secret" not in k}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def remove_build_record(shards_url: str) -> None:
+    """First step of a shards write: from here until :func:`write_build_record` the build is
+    incomplete, and the trainer refuses its manifests."""
+    fs, path = storage.fs_and_path(shards_url)
+    rec = posixpath.join(path, BUILD_RECORD)
+    if fs.exists(rec):
+        storage._rm(fs, rec)
+
+
+def write_build_record(shards_url: str, splits, *, config_hash: str, tokenizer_sha256: str, engine: str) -> dict:
+    """Last step of a shards write: ``OUT/shards/_BUILD_COMPLETE.json`` naming each split's
+    manifest with the sha256 of its bytes as they are on storage now. Returns the record."""
+    fs, path = storage.fs_and_path(shards_url)
+    entries = {}
+    for split in splits:
+        data = fs.cat_file(posixpath.join(path, split, MANIFEST))
+        man = json.loads(data)
+        entries[split] = {"manifest": f"{split}/{MANIFEST}", "manifest_sha256": hashlib.sha256(data).hexdigest(),
+                          "rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
+    record = {"record_version": 1, "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "engine": engine, "config_hash": config_hash, "tokenizer_sha256": tokenizer_sha256,
+              "schema_version": SHARD_SCHEMA_VERSION, "splits": entries}
+    _put_bytes(fs, posixpath.join(path, BUILD_RECORD), (json.dumps(record, indent=1) + "\n").encode())
+    return record
+
+
+def verify_build_record(shards_url: str) -> CheckResult:
+    """The build record exists and every split it lists has a manifest with that sha256."""
+    name = "shard_build_complete"
+    fs, path = storage.fs_and_path(shards_url)
+    rec = posixpath.join(path, BUILD_RECORD)
+    if not fs.exists(rec):
+        return CheckResult(name, False, 1, f"{shards_url}: no {BUILD_RECORD}: the last shards build did not finish")
+    record = json.loads(fs.cat_file(rec))
+    bad = []
+    for split, e in record["splits"].items():
+        mp = posixpath.join(path, e["manifest"])
+        if not fs.exists(mp):
+            bad.append(f"{e['manifest']}: missing")
+        elif hashlib.sha256(fs.cat_file(mp)).hexdigest() != e["manifest_sha256"]:
+            bad.append(f"{e['manifest']}: sha256 differs from the build record's")
+    desc = (f"{shards_url}: build complete, {len(record['splits'])} manifests match the record" if not bad
+            else f"{shards_url}: " + "; ".join(bad[:3]))
+    return CheckResult(name, not bad, len(bad), desc, bad[:10])
+
+
 def referenced_messages(timeline: pl.LazyFrame, examples: pl.DataFrame) -> pl.DataFrame:
     """The timeline rows any example references, in (timeline_id, seq) order."""
     keys = pl.concat([examples.lazy().select(pl.col(E.timeline_id).alias(TL.timeline_id),
@@ -239,19 +311,21 @@ def referenced_messages(timeline: pl.LazyFrame, examples: pl.DataFrame) -> pl.Da
             .sort(TL.timeline_id, TL.seq).collect())
 
 
-def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig
-                      ) -> tuple[pa.Table, dict[str, int]]:
+def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, log=None,
+                      split: str = "") -> tuple[pa.Table, dict[str, int]]:
     """One split's rows: sorted by example_id, permuted by ``cfg.seed``, rendered in batches."""
     ex = examples.sort(E.example_id)
     perm = np.random.default_rng(cfg.seed).permutation(ex.height)
     ex = ex[perm]
     parts, dropped = [], {"window": 0, "own": 0, "other": 0}
-    for a in range(0, ex.height, cfg.examples_per_batch):
-        t, d = render.render_examples(mt, tok, ex.slice(a, cfg.examples_per_batch),
-                                      max_window_tokens=cfg.max_window_tokens,
-                                      max_stream_tokens=cfg.max_stream_tokens)
-        parts.append(t)
-        dropped = {k: dropped[k] + d[k] for k in dropped}
+    with progress(f"render {split} examples" if split else "render examples", log, total=ex.height, unit="examples") as p:
+        for a in range(0, ex.height, cfg.examples_per_batch):
+            t, d = render.render_examples(mt, tok, ex.slice(a, cfg.examples_per_batch),
+                                          max_window_tokens=cfg.max_window_tokens,
+                                          max_stream_tokens=cfg.max_stream_tokens)
+            parts.append(t)
+            dropped = {k: dropped[k] + d[k] for k in dropped}
+            p.update(t.num_rows)
     table = pa.concat_tables(parts) if parts else S.arrow.empty_table()
     return table, dropped
 
@@ -264,6 +338,7 @@ def run(ctx) -> dict:
     tokens and shard counts, and the tokens/s of rendering + writing.
     """
     cfg: ShardsConfig = ctx.config.section("shards")
+    remove_build_record(ctx.config.table_url("shards"))
     tok_url = ctx.config.table_url("tokenizer.json")
     tok = T.load(tok_url)
     tok_sha = T.sha256_of(tok_url)
@@ -272,7 +347,7 @@ def run(ctx) -> dict:
     t0 = time.monotonic()
     msgs = referenced_messages(storage.scan(ctx.config.table_url(TL.name)), examples)
     mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens,
-                                  extra_ids=[examples[E.self_id], examples[E.other_id]])
+                                  extra_ids=[examples[E.self_id], examples[E.other_id]], log=ctx.log)
     t_tok = time.monotonic() - t0
     splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
     summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "messages_tokenised": msgs.height,
@@ -281,13 +356,15 @@ def run(ctx) -> dict:
     total_tokens = 0
     t1 = time.monotonic()
     for split in splits:
-        table, dropped = build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg)
+        table, dropped = build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg, ctx.log, split)
         man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
-                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size())
+                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
         summary["rows_out"] += man["rows"]
         summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
         summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
         total_tokens += man["tokens"]
+    write_build_record(ctx.config.table_url("shards"), splits, config_hash=config_hash(ctx.config),
+                       tokenizer_sha256=tok_sha, engine="polars")
     t_shards = time.monotonic() - t1
     summary["shard_tokens"] = total_tokens
     summary["tokenise_seconds"] = round(t_tok, 3)

@@ -1,13 +1,19 @@
 """Tables on fsspec storage: each table a Parquet dataset directory ``OUT/<table>/``.
 
-Writes are atomic per directory: files go to a temporary sibling first and the finished
-directory replaces the old one by rename, so a crash leaves the previous good state
-readable and a re-run replaces exactly what it rewrites (a partition, a table).
+Writes are atomic per directory: files go to a temporary sibling ``<table>.tmp-<token>``
+first and the finished directory replaces the old one by two renames (old table to
+``<table>.old-<token>``, temporary to ``<table>``; same token), so a re-run replaces
+exactly what it rewrites (a partition, a table). A crash between the two renames leaves
+no live table; :func:`recover` (run by whoever takes the output lock, pipelines/lock.py)
+puts the old table back and removes what killed runs left. The rule is in
+docs/failure-model.md.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
+import re
 import uuid
 from typing import Iterable
 
@@ -17,6 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536
+# `<base>.tmp-<token>` / `<base>.old-<token>`: what a write in progress (or a killed one) leaves.
+LEFTOVER = re.compile(r"^(?P<base>.+)\.(?P<kind>tmp|old)-(?P<token>[0-9a-f]{8})$")
+_RECOVER_DEPTH = 3  # OUT/<table>/<source>/<month>.tmp-…: leftovers sit at most this deep
+_log = logging.getLogger("socialcorpus.storage")
 
 
 def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -28,10 +38,36 @@ def join(url: str, *parts: str) -> str:
     return posixpath.join(url.rstrip("/"), *parts) if "://" in url else __import__("os").path.join(url, *parts)
 
 
-def _write_parquet(fs, path: str, table: pa.Table, row_group_rows: int) -> None:
+# Every rename, file write and removal of a table write goes through these three, so a
+# test can stop the process at any one of them (tests/test_storage_faults.py).
+def _mv(fs, src: str, dst: str, recursive: bool = False) -> None:
+    fs.mv(src, dst, recursive=recursive)
+
+
+def _rm(fs, path: str, recursive: bool = False) -> None:
+    fs.rm(path, recursive=recursive)
+
+
+def _write_file(fs, path: str, data: bytes | pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> None:
     with fs.open(path, "wb") as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=row_group_rows,
-                       use_dictionary=True, write_statistics=True)
+        if isinstance(data, pa.Table):
+            pq.write_table(data, f, compression="zstd", row_group_size=row_group_rows,
+                           use_dictionary=True, write_statistics=True)
+        else:
+            f.write(data)
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _discard(fs, path: str, recursive: bool) -> None:
+    """Best-effort removal of a temporary after a failure (the original error is what matters)."""
+    try:
+        if fs.exists(path):
+            _rm(fs, path, recursive=recursive)
+    except Exception as e:  # noqa: BLE001 - never mask the error that got us here
+        _log.warning("%s: could not remove after a failed write (%s); the next locked run removes it", path, e)
 
 
 def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_file: int = 1_000_000,
@@ -42,7 +78,8 @@ def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_f
     the schema is readable. The directory appears whole or not at all.
     """
     fs, path = fs_and_path(url)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    token = _token()
+    tmp = f"{path}.tmp-{token}"
     fs.makedirs(tmp, exist_ok=True)
     if isinstance(tables, pa.Table):
         tables = [tables]
@@ -53,7 +90,7 @@ def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_f
     def flush():
         nonlocal pending, pending_rows
         name = f"part-{len(names):05d}.parquet"
-        _write_parquet(fs, f"{tmp}/{name}", pa.concat_tables(pending), row_group_rows)
+        _write_file(fs, f"{tmp}/{name}", pa.concat_tables(pending), row_group_rows)
         names.append(name)
         pending, pending_rows = [], 0
 
@@ -73,11 +110,10 @@ def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_f
                     raise ValueError(f"{url}: nothing to write and no schema given")
                 pending = [schema.empty_table()]
             flush()
-        _swap_in(fs, tmp, path)
     except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
+        _discard(fs, tmp, recursive=True)
         raise
+    _swap_in(fs, token, path)
     return names
 
 
@@ -86,14 +122,12 @@ def put_bytes(fs, path: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{path}.tmp-{_token()}"
     try:
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-        fs.mv(tmp, path)
+        _write_file(fs, tmp, data)
+        _mv(fs, tmp, path)
     except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+        _discard(fs, tmp, recursive=False)
         raise
 
 
@@ -103,14 +137,81 @@ def write_bytes(url: str, data: bytes) -> None:
     put_bytes(fs, path, data)
 
 
-def _swap_in(fs, tmp: str, path: str) -> None:
-    """Replace directory ``path`` by the finished directory ``tmp`` (old one removed last)."""
-    old = f"{path}.old-{uuid.uuid4().hex[:8]}"
-    if fs.exists(path):
-        fs.mv(path, old, recursive=True)
-    fs.mv(tmp, path, recursive=True)
-    if fs.exists(old):
-        fs.rm(old, recursive=True)
+def _swap_in(fs, token: str, path: str) -> None:
+    """Replace directory ``path`` by the finished ``path.tmp-<token>``; the old one goes last.
+
+    Step by step: ``path`` -> ``path.old-<token>``, ``path.tmp-<token>`` -> ``path``, remove
+    the old. An error in a rename puts the old table back before it propagates; a kill
+    leaves the names :func:`recover` understands (the shared token ties them together).
+    """
+    tmp, old = f"{path}.tmp-{token}", f"{path}.old-{token}"
+    had_old = fs.exists(path)
+    try:
+        if had_old:
+            _mv(fs, path, old, recursive=True)
+        _mv(fs, tmp, path, recursive=True)
+    except BaseException:
+        try:
+            if had_old and fs.exists(old) and not fs.exists(path):
+                _mv(fs, old, path, recursive=True)
+        except Exception as e:  # noqa: BLE001 - the next locked run restores it (recover)
+            _log.warning("%s: could not put the previous table back (%s); the next run restores it", path, e)
+        _discard(fs, tmp, recursive=True)
+        raise
+    if had_old:
+        _discard(fs, old, recursive=True)
+
+
+def recover(out: str) -> dict:
+    """Repair what killed writes left under ``out``; only safe while holding its output lock.
+
+    For each leftover ``<base>.tmp-<t>`` / ``<base>.old-<t>`` (at most three levels deep):
+    if ``<base>`` is missing and ``<base>.old-<t>`` exists, a run died between the two
+    renames of :func:`_swap_in`: the old table is renamed back to ``<base>`` (the write that
+    died never happened). Every other leftover is removed: a ``.tmp-`` is an unfinished or
+    unpublished write, an ``.old-`` beside a live ``<base>`` a replaced table. Returns
+    ``{"restored": [paths], "removed": [paths]}``.
+    """
+    fs, root = fs_and_path(out)
+    report: dict[str, list[str]] = {"restored": [], "removed": []}
+    if not fs.exists(root):
+        return report
+    found: dict[str, dict[str, list[str]]] = {}
+    level = [root]
+    for _ in range(_RECOVER_DEPTH):
+        nxt = []
+        for d in level:
+            try:
+                entries = fs.ls(d, detail=True)
+            except FileNotFoundError:
+                continue
+            for e in entries:
+                p = e["name"].rstrip("/")
+                m = LEFTOVER.match(posixpath.basename(p))
+                if m:
+                    found.setdefault(posixpath.join(posixpath.dirname(p), m["base"]), {}).setdefault(
+                        m["kind"], []).append(p)
+                elif e.get("type") == "directory":
+                    nxt.append(p)
+        level = nxt
+    for base, kinds in sorted(found.items()):
+        olds = kinds.get("old", [])
+        if olds and not fs.exists(base):
+            newest = max(olds, key=lambda p: _mtime(fs, p))
+            _mv(fs, newest, base, recursive=True)
+            report["restored"].append(base)
+            olds = [p for p in olds if p != newest]
+        for p in [*kinds.get("tmp", []), *olds]:
+            if fs.exists(p):
+                _rm(fs, p, recursive=True)
+                report["removed"].append(p)
+    return report
+
+
+def _mtime(fs, path: str) -> float:
+    info = fs.info(path)
+    t = info.get("mtime") or info.get("created") or 0
+    return t.timestamp() if hasattr(t, "timestamp") else float(t)
 
 
 def write_spark(df, url: str) -> None:
@@ -120,19 +221,19 @@ def write_spark(df, url: str) -> None:
     swapped in only after the job succeeded. Spark's _SUCCESS/.crc files are removed.
     """
     fs, path = fs_and_path(url)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    token = _token()
+    tmp = f"{path}.tmp-{token}"
     tmp_url = url + tmp[len(path):] if url.endswith(path) else tmp
     try:
         df.write.mode("overwrite").option("compression", "zstd").parquet(tmp_url)
         for p in fs.find(tmp):
             name = posixpath.basename(p)
             if name.startswith(("_", ".")) or name.endswith(".crc"):
-                fs.rm(p)
-        _swap_in(fs, tmp, path)
+                _rm(fs, p)
     except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
+        _discard(fs, tmp, recursive=True)
         raise
+    _swap_in(fs, token, path)
 
 
 def write_table(url: str, table: pa.Table | pl.DataFrame, schema=None, **kw) -> list[str]:
@@ -161,7 +262,7 @@ def remove_children_except(url: str, keep: set[str]) -> list[str]:
     for p in fs.ls(path, detail=False):
         name = posixpath.basename(p.rstrip("/"))
         if name not in keep:
-            fs.rm(p, recursive=True)
+            _rm(fs, p, recursive=True)
             gone.append(name)
     return gone
 

@@ -26,6 +26,16 @@ _SPACES = re.compile(r"[ \t\r\n\f]+")
 # Private-use sentinels marking where a blockquote opens and closes while the parser runs;
 # lines between them get a `> ` prefix once whitespace is settled. Input copies are removed first.
 _BQ_OPEN, _BQ_CLOSE = "\ue000", "\ue001"
+# Quote prefixes stop growing past this depth: each line carries at most this many `> `, so the
+# output is linear in the input (an uncapped prefix makes 15k nested <blockquote>s, 390 KB of
+# HTML, render to ~240M characters). Real quote chains are a handful of levels deep.
+MAX_QUOTE_DEPTH = 10
+# html.parser (Python <= 3.13) raises AssertionError on a marked section whose keyword it does
+# not know (`<![`, `<![foo[`); browsers treat those as bogus comments. Escaped, they stay text.
+_BAD_MARKED_SECTION = re.compile(r"<!\[(?!(?:temp|cdata|ignore|include|rcdata|if|else|endif)(?![-_.a-z0-9]))",
+                                 re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^<>]*>")
+MAX_UNCLOSED_TAIL = 4096  # characters of an unclosed construct at the end rendered the old (quadratic) way
 
 
 def normalise_newlines(text: str) -> str:
@@ -118,7 +128,7 @@ def _quote_lines(text: str) -> str:
         if opens or closes:
             line = line.replace(_BQ_OPEN, "").replace(_BQ_CLOSE, "").strip(" ")
         if line_depth and line:
-            line = "> " * line_depth + line
+            line = "> " * min(line_depth, MAX_QUOTE_DEPTH) + line
         out.append(line)
     return "\n".join(out)
 
@@ -127,16 +137,32 @@ def html_to_text(markup: str) -> str:
     """Render HTML (Stack Exchange bodies, Discourse `cooked`) to plain text.
 
     Block elements become line breaks, list items `- `, blockquote lines get a `> ` prefix
-    per level, images their alt text, links their text; scripts, styles and Discourse image
-    metadata are dropped; whitespace inside `<pre>` is kept; entities are decoded. The
-    result is normalised like :func:`normalise_newlines`. Never raises on malformed HTML.
+    per level (at most ``MAX_QUOTE_DEPTH`` of them, so memory stays linear in the input
+    however deep the nesting), images their alt text, links their text; scripts, styles and
+    Discourse image metadata are dropped; whitespace inside `<pre>` is kept; entities are
+    decoded. The result is normalised like :func:`normalise_newlines`. Never raises on
+    malformed HTML: markup the parser rejects is rendered with its tags stripped, and an
+    unclosed construct longer than ``MAX_UNCLOSED_TAIL`` at the end is dropped, so time
+    stays linear too.
     """
     if "<" not in markup and "&" not in markup:
         return normalise_newlines(markup)
+    if "<![" in markup:
+        markup = _BAD_MARKED_SECTION.sub("&lt;![", markup)
     p = _Text()
-    p.feed(markup)
-    p.close()
-    text = "".join(p.parts)
+    try:
+        p.feed(markup)
+        # What feed() leaves unparsed is a construct that never ends before the end of the input
+        # (an unclosed tag, comment or declaration). html.parser (Python < 3.13.4) then re-scans
+        # to the end once per `<` in it: quadratic (45 KB of `<a b='c' ` took 12 s). Past a few KB,
+        # drop it as HTML5 and Python >= 3.13.4 do (an unclosed construct at end of file is not
+        # text); a short one is closed the old way.
+        if len(p.rawdata) > MAX_UNCLOSED_TAIL and p.rawdata.startswith("<") and p.cdata_elem is None:
+            p.rawdata = ""
+        p.close()
+        text = "".join(p.parts)
+    except Exception:  # noqa: BLE001 - html.parser asserts on some malformed markup; a message is still text
+        text = html.unescape(_ANY_TAG.sub(" ", markup.replace(_BQ_OPEN, "").replace(_BQ_CLOSE, "")))
     text = "\n".join(line.strip(" ") if not line.startswith("    ") else line.rstrip() for line in text.split("\n"))
     if _BQ_OPEN in text:
         text = _quote_lines(text)

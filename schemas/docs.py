@@ -14,7 +14,8 @@ Generated from `schemas/` by `python -m schemas.docs`; do not edit by hand.
 Every table is a Parquet dataset directory `OUT/<table>/` (Arrow types below; the column
 docs are also stored as Arrow field metadata). Raw tier: `messages_raw`, `quarantine`,
 `messages` hold raw author names and must stay access-controlled. Everything from
-`messages_anon` on is anonymised: no raw handle, e-mail, phone number or secret.
+`messages_anon` on is anonymised: no raw handle, display name, e-mail, phone number,
+platform user id (private chats' ids are keyed-hashed), file path or secret.
 
 """
 

@@ -23,16 +23,21 @@ MESSAGES = Table(
     [
         Column("message_id", pa.string(), False,
                "Globally unique id: `<platform>:<scope>:<native id>`, e.g. `reddit:t1_c2a`, "
-               "`discord:<message snowflake>`, `irc:<network>/<channel>:<date>:<line>`."),
+               "`discord:<message snowflake>`, `irc:<network>/<channel>:<date>:<line>`. From `messages_anon` on, "
+               "the scope of a conversation whose id names a person (a Telegram personal or bot chat, whose id is "
+               "the peer's user id; a Slack DM; an IRC query log named after a nick) is keyed-hashed, e.g. "
+               "`telegram:p<16 hex>:<n>`, here and in every id column, consistently."),
         Column("platform", pa.string(), False, f"One of {', '.join(PLATFORMS)}."),
         Column("community", pa.string(), False,
                "Subreddit, Stack Exchange site, Discourse forum host, Diplomacy game, Discord guild/channel, "
-               "Slack workspace/channel, Telegram chat, IRC network/channel."),
+               "Slack workspace/channel, Telegram chat, IRC network/channel. Private scopes keyed-hashed from "
+               "`messages_anon` on (see `message_id`)."),
         Column("thread_id", pa.string(), False,
                "The conversation the message belongs to (submission, question, topic, dialog, channel or "
-               "chat thread), globally unique, prefixed like `message_id`."),
+               "chat thread), globally unique, prefixed like `message_id` (and hashed like it)."),
         Column("parent_id", pa.string(), True,
-               "`message_id` of the message this one explicitly replies to (may point outside the corpus)."),
+               "`message_id` of the message this one explicitly replies to (may point outside the corpus; "
+               "hashed like `message_id`)."),
         Column("parent_inferred", pa.string(), True,
                "`message_id` of a message this one addresses by name (`nick: …`, `@name`), "
                "resolved to that author's latest earlier message in the thread."),
@@ -68,7 +73,10 @@ MESSAGES = Table(
                "JSON object of annotations (Diplomacy `sender_truthful`, `receiver_truthful`; "
                "`NOANNOTATION` becomes null)."),
         Column("extra", pa.string(), True, "JSON object of source-specific leftovers worth keeping."),
-        Column("source_uri", pa.string(), False, "The file (fsspec URL or path) the record came from."),
+        Column("source_uri", pa.string(), False,
+               "The file (fsspec URL or path) the record came from. From `messages_anon` on: `src:` + 16 hex "
+               "of HMAC-SHA256(secret, `source_uri` U+001F uri), since file names can name people (DM exports); "
+               "`pipelines.anonymize.source_key` maps a raw path to it."),
         Column("source_record", pa.int64(), False,
                "Record number within the file (line, element or array index, 0-based)."),
     ],
@@ -86,6 +94,7 @@ QUARANTINE_REASONS = {
     "too_large": "a record over the size cap",
     "empty_file": "a file with no records at all",
     "unparsable_line": "a log line that matches no known line form",
+    "bad_value": "a field whose value the reader cannot convert (out of range, unexpected structure)",
 }
 
 QUARANTINE = Table(

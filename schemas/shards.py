@@ -4,7 +4,11 @@ import pyarrow as pa
 
 from schemas.core import Column, Table
 
-SHARD_SCHEMA_VERSION = 1
+# 2: + `target_labels` (the target's annotations, so evaluation can split bits per byte by them)
+SHARD_SCHEMA_VERSION = 2
+# Written last by the shards stage in OUT/shards/ (docs/shards.md): the build finished, and
+# these are its manifests. The trainer refuses a manifest it does not list.
+BUILD_RECORD = "_BUILD_COMPLETE.json"
 
 # Per-token / per-message role ids, relative to the example's perspective (self).
 ROLE_SELF, ROLE_OTHER, ROLE_THIRD = 0, 1, 2
@@ -46,5 +50,7 @@ SHARD = Table(
         Column("n_target_tokens", pa.int32(), False, "Tokens under the loss mask."),
         Column("target_bytes", pa.int32(), False, "UTF-8 bytes of the target body."),
         Column("weight", pa.float32(), False, "Example weight (1.0 unless a cap down-weights it)."),
+        Column("target_labels", pa.string(), True, "The target's annotations, JSON, copied from `pair_examples.labels` "
+               "(Diplomacy: `sender_truthful`, `receiver_truthful`); null when it has none."),
     ],
 )

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines import storage
-from pipelines.anonymize import (AnonymizeConfig, anonymize_batch, anonymize_messages, build_name_table, pseudonym)
+from pipelines.anonymize import (AnonymizeConfig, anonymize_batch, anonymize_messages, build_name_table,
+                                 private_scope_candidates, pseudonym, scope_table, source_key)
 from pipelines.config import from_dict
 from pipelines.context import SECRET_ENV, MissingSecretError, RunContext
 from pipelines.dedup import dedup_records
@@ -200,3 +201,132 @@ def test_stage_run_writes_messages_anon_and_uses_demo_secret(tmp_path, monkeypat
     assert "demo-only-secret" not in caplog.text and "demo-only-secret" not in json.dumps(stats)
     assert "demo-only-secret" not in repr(cfg.section("anonymize"))
     assert scan_leaks(messages.head(200), out, b"demo-only-secret").passed
+
+
+def test_ordinary_words_as_user_names_are_mentions_only_in_explicit_forms(engine):
+    """Users called "chance", "blank" and "smack" (English words by wordfreq) leave those words alone."""
+    df = _gen([
+        {M.author_id: "chance", M.author_name: "chance", M.text: "give it a chance, it might work"},
+        {M.author_id: "blank", M.author_name: "blank", M.text: "the screen stays blank after a smack"},
+        {M.author_id: "smack", M.author_name: "smack", M.text: "@chance thanks, and u/blank too"},
+        {M.author_id: "ikonia", M.author_name: "ikonia", M.text: "chance: ask ikonia, he knows"},
+    ])
+    out, stats = anonymize_messages(df, SECRET, AnonymizeConfig(), engine)
+    ps = lambda a: mention(pseudonym(SECRET, "irc", a))  # noqa: E731
+    assert out[M.text].to_list() == [
+        "give it a chance, it might work",
+        "the screen stays blank after a smack",
+        f"{ps('chance')} thanks, and {ps('blank')} too",
+        f"{ps('chance')}: ask {ps('ikonia')}, he knows",   # address form counts; a rare nick counts as a word
+    ]
+    names = build_name_table(df, SECRET).filter(pl.col("community") == "net/#chan")
+    assert dict(zip(names["key"], names["mentionable"])) == {"chance": False, "blank": False, "smack": False,
+                                                           "ikonia": True}
+
+
+def test_a_full_display_name_is_replaced_in_another_community_of_the_platform(messages, engine):
+    """A real Slack workspace member's full name, written in a Slack workspace they never posted in."""
+    slack = messages.filter(pl.col(M.platform) == "slack")
+    keys = build_name_table(slack, SECRET).filter(pl.col("community") == "*slack")
+    assert keys.height >= 1  # full names from users.json (real_name) of the real export
+    full, ps = keys["key"][0], keys["pseudonym"][0]
+    written = full.title()
+    other = slack.head(2).with_columns(pl.lit("slack:another-workspace").alias(M.community),
+                                       (pl.col(M.message_id) + "-copy").alias(M.message_id),
+                                       pl.lit(None, pl.String).alias(M.author_id), pl.lit(None, pl.String).alias(M.author_name),
+                                       pl.Series(M.text, [f"Leaderboard: 1. {written} 120 points", "the English word chance"]))
+    df = pl.concat([slack, other], how="vertical_relaxed")
+    out, stats = anonymize_messages(df, SECRET, AnonymizeConfig(), engine)
+    assert stats["names_platform_wide"] >= 1
+    got = out.filter(pl.col(M.community) == "slack:another-workspace")[M.text].to_list()
+    assert got == [f"Leaderboard: 1. {mention(ps)} 120 points", "the English word chance"]
+    assert scan_leaks(df, out, SECRET).passed
+    # the scanner looks platform-wide too: the name left in clear is reported
+    leaked = out.with_columns(pl.when(pl.col(M.community) == "slack:another-workspace").then(pl.lit(written))
+                              .otherwise(pl.col(M.text)).alias(M.text))
+    res = scan_leaks(df, leaked, SECRET)
+    assert not res.passed and {s["type"] for s in res.samples} == {"author_name"}
+
+
+def _telegram_private_chat(peer: int, owner: int) -> pl.DataFrame:
+    rows = [{M.author_id: f"user{peer if i % 2 == 0 else owner}", M.author_name: "Ottoline Quenby" if i % 2 == 0 else "Me",
+             M.text: f"message number {i}", M.message_id: f"telegram:{peer}:{i + 1}",
+             M.parent_id: f"telegram:{peer}:{i}" if i else None,
+             M.recipient_ids: [f"user{owner if i % 2 == 0 else peer}"]} for i in range(6)]
+    df = _gen(rows)
+    return df.with_columns(pl.lit("telegram").alias(M.platform), pl.lit(f"telegram:{peer}").alias(M.community),
+                           pl.lit(f"telegram:{peer}").alias(M.thread_id))
+
+
+def test_a_personal_chats_peer_id_is_hashed_consistently_across_batches(engine):
+    df = _telegram_private_chat(4455667788, 1122334455)
+    names = build_name_table(df, SECRET)
+    scopes = scope_table(private_scope_candidates(df), SECRET)
+    halves = [pl.from_arrow(anonymize_batch(df.slice(a, 3).to_arrow().to_batches()[0], names, SECRET,
+                                            AnonymizeConfig(), engine, scopes=scopes)) for a in (0, 3)]
+    out = pl.concat(halves)
+    whole, stats = anonymize_messages(df, SECRET, AnonymizeConfig(), engine)
+    assert out.equals(whole) and stats["private_scopes"] >= 1
+    assert "4455667788" not in str(out.to_dicts()) and "1122334455" not in str(out.to_dicts())
+    assert out[M.community].n_unique() == 1 and out[M.community][0].startswith("telegram:p")
+    assert out[M.message_id].to_list() == [f"{out[M.community][0]}:{i}" for i in range(1, 7)]
+    assert out[M.parent_id].to_list()[1:] == out[M.message_id].to_list()[:-1]   # replies still join
+    other, _ = anonymize_messages(df, b"another-secret", AnonymizeConfig(), engine)
+    assert other[M.community][0] != out[M.community][0]                         # keyed, not a plain hash
+
+
+def test_ids_without_a_person_keep_their_readable_form_and_files_are_keyed(messages, anon):
+    out, stats = anon
+    assert stats["private_scopes"] == 0  # the real samples hold no private chat or DM
+    for col in (M.message_id, M.thread_id, M.community, M.parent_id, M.parent_inferred):
+        assert set(out[col].drop_nulls()) == set(messages[col].drop_nulls()), col
+    assert out[M.source_uri].str.contains(r"^src:[0-9a-f]{16}$").all()
+    uris = messages[M.source_uri].unique().to_list()
+    assert set(out[M.source_uri]) == {source_key(SECRET, u) for u in uris}   # one key per file
+
+
+@pytest.mark.spark
+def test_spark_anonymise_equals_polars_with_private_chats_and_platform_wide_names(messages, engine, spark, tmp_path):
+    """The real parity test has no private chat: this one has a personal chat and a full name in
+    another workspace, so hashed ids and platform-wide names are compared between the engines."""
+    from pipelines.engines.spark import read_table, to_polars
+    from pipelines.engines.spark_anonymize import anonymize_messages as spark_anonymize
+
+    slack = messages.filter(pl.col(M.platform) == "slack")
+    full = build_name_table(slack, SECRET).filter(pl.col("community") == "*slack")["key"][0].title()
+    other = slack.head(1).with_columns(pl.lit("slack:another-workspace").alias(M.community),
+                                       (pl.col(M.message_id) + "-copy").alias(M.message_id),
+                                       pl.Series(M.text, [f"well done {full}"]))
+    df = pl.concat([slack, other, _telegram_private_chat(4455667788, 1122334455)], how="vertical_relaxed")
+    want, stats = anonymize_messages(df, SECRET, AnonymizeConfig(), engine)
+    assert stats["private_scopes"] >= 1 and stats["names_platform_wide"] >= 1
+    storage.write_table(str(tmp_path / "messages"), df, schema=RECORDS)
+    sdf = read_table(spark, str(tmp_path / "messages"), RECORDS).repartition(3)
+    got, names, scopes = spark_anonymize(sdf, SECRET, AnonymizeConfig())
+    assert names.equals(build_name_table(df, SECRET)) and scopes.height == stats["private_scopes"]
+    got = to_polars(got).select(want.columns).cast(want.schema).sort(M.message_id)
+    assert got.equals(want.sort(M.message_id))
+
+
+def test_private_scopes_are_the_conversations_whose_ids_name_a_person():
+    rows = [  # (platform, community, thread_id, author_id, recipient_ids)
+        ("slack", "slack:ws", "slack:ws:D024BE91L", "ws:U1", ["ws:U2"]),          # DM (dms.json)
+        ("slack", "slack:ws", "slack:ws:mpdm-ann--bo--cy-1", "ws:U1", None),      # multi-person DM, unlisted
+        ("slack", "slack:ws", "slack:ws:C0JGLMMNX", "ws:U1", None),               # channel
+        ("irc", "irc:libera/#kubuntu", "irc:libera/#kubuntu:2013-01-01", "libera:ann", None),
+        ("irc", "irc:libera/bo_", "irc:libera/bo_:2013-01-01", "libera:ann", None),  # query log named after a nick
+        ("discord", "discord:1190000000000000001", "discord:1190000000000000001", "1180000000000000002",
+         ["1180000000000000003"]),                                                 # DM: a channel snowflake
+        ("telegram", "telegram:777001", "telegram:777001", "user9988776655", None),  # a group
+        ("telegram", "telegram:4455667788", "telegram:4455667788", "user1122334455", ["user4455667788"]),
+        ("telegram", "telegram:1292077344", "telegram:1292077344", "channel1292077344", None),  # a channel
+    ]
+    df = pl.DataFrame([dict(zip((M.platform, M.community, M.thread_id, M.author_id, M.recipient_ids), r)) for r in rows],
+                      schema={M.platform: pl.String, M.community: pl.String, M.thread_id: pl.String,
+                              M.author_id: pl.String, M.recipient_ids: pl.List(pl.String)})
+    got = set(private_scope_candidates(df)["scope"])
+    assert {"slack:ws:D024BE91L", "slack:ws:mpdm-ann--bo--cy-1", "irc:libera/bo_", "telegram:4455667788"} <= got
+    assert not got & {"slack:ws:C0JGLMMNX", "irc:libera/#kubuntu", "telegram:777001", "telegram:1292077344",
+                      "discord:1190000000000000001"}
+    table = scope_table(private_scope_candidates(df), SECRET)
+    assert table.filter(pl.col("scope") == "irc:libera/bo_")["hashed"].item().startswith("irc:libera/p")

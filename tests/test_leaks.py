@@ -57,3 +57,42 @@ def test_explicit_handle_of_a_raw_author_is_a_leak_in_any_community():
                            pl.lit(None, pl.String).alias(M.author_id), pl.lit(None, pl.String).alias(M.author_name))
     res = scan_leaks(raw, out)
     assert not res.passed and res.samples[0]["type"] == "handle"
+
+
+def _telegram(thread_ids, message_ids, communities=None):
+    n = len(thread_ids)
+    return pl.DataFrame({
+        M.message_id: message_ids, M.community: communities or thread_ids, M.platform: ["telegram"] * n,
+        M.thread_id: thread_ids, M.author_id: ["user4455667788", "user1122334455"][:n] * (n // 2 or 1),
+        M.author_name: ["Ottoline Quenby", "Me"][:n] * (n // 2 or 1), M.text: ["hi"] * n,
+        M.recipient_ids: [["user1122334455"], ["user4455667788"]][:n] * (n // 2 or 1),
+    })
+
+
+def test_a_raw_user_id_inside_an_id_column_is_a_leak_reported_without_the_id():
+    raw = _telegram(["telegram:4455667788"] * 2, ["telegram:4455667788:1", "telegram:4455667788:2"])
+    out = raw.with_columns(pl.lit("u0123456789abcdef").alias(M.author_id), pl.lit(None, pl.String).alias(M.author_name),
+                           pl.lit(None, pl.List(pl.String)).alias(M.recipient_ids))
+    res = scan_leaks(raw, out, SECRET)
+    assert not res.passed and res.failed_rows == 2
+    assert {(s["column"], s["type"]) for s in res.samples} == {
+        (M.message_id, "user_id"), (M.thread_id, "user_id"), (M.community, "user_id")}
+    assert {s["message_id"] for s in res.samples} == {"row 0", "row 1"}
+    assert "4455667788" not in repr(res.as_dict())
+    # shard-style list columns are scanned too
+    shard = pl.DataFrame({M.message_id: ["x"], M.community: ["c"], "window_msg_ids": [["telegram:p0a1b:1",
+                                                                                        "telegram:4455667788:2"]]})
+    res = scan_leaks(raw, shard)
+    assert not res.passed and res.samples == [{"column": "window_msg_ids", "message_id": "x", "type": "user_id"}]
+
+
+def test_hashed_ids_and_a_message_number_equal_to_a_user_id_are_not_leaks():
+    raw = _telegram(["telegram:4455667788"] * 2, ["telegram:4455667788:1", "telegram:4455667788:2"])
+    out = raw.with_columns(pl.lit("telegram:p00112233aabbccdd").alias(M.thread_id),
+                           pl.lit("telegram:p00112233aabbccdd").alias(M.community),
+                           # a group whose message number happens to equal the peer's id
+                           pl.Series(M.message_id, ["telegram:p00112233aabbccdd:1", "telegram:777001:4455667788"]),
+                           pl.lit("u0123456789abcdef").alias(M.author_id), pl.lit(None, pl.String).alias(M.author_name),
+                           pl.lit(None, pl.List(pl.String)).alias(M.recipient_ids))
+    res = scan_leaks(raw, out, SECRET)
+    assert res.passed, res.as_dict()

@@ -112,3 +112,28 @@ def test_a_path_without_date_and_channel_is_a_clear_error(tmp_path):
     f.write_text("[10:00] <a> b\n")
     with pytest.raises(SourceError, match="YYYY/MM/DD"):
         READER.units([str(f)])
+
+
+def test_a_folder_is_walked_like_its_day_files(real, days, outcomes, tmp_path):
+    assert READER.units([str(real / "irc")]) == READER.units([str(p) for p in days])
+    assert read([real / "irc" / "ubuntu" / "2013"]) == outcomes
+    stats = ingest("irc", [str(real / "irc")], str(tmp_path / "m"), str(tmp_path / "q"))
+    assert (stats.records, stats.messages, stats.skipped, stats.quarantined) == (2036, 1772, 264, 0)
+
+
+def test_an_impossible_date_folder_is_one_quarantine_row_naming_the_file(tmp_path):
+    for day in ("2013/02/28", "2013/02/30", "2013/03/01"):
+        (tmp_path / "net" / day).mkdir(parents=True)
+        (tmp_path / "net" / day / "#c.txt").write_text("[10:00] <a> hello\n")
+    out = read([tmp_path])
+    assert [m[M.created_at].date().isoformat() for m in out if isinstance(m, dict)] == ["2013-02-28", "2013-03-01"]
+    (q,) = [o for o in out if isinstance(o, Quarantined)]
+    assert (q.reason, q.source_uri) == ("bad_time", str(tmp_path / "net/2013/02/30/#c.txt"))
+    assert "2013/02/30 is not a calendar date" in q.detail
+
+
+def test_a_folder_without_day_files_is_a_clear_error(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "notes.txt").write_text("[10:00] <a> b\n")
+    with pytest.raises(SourceError, match=r"logs: no IRC day file below this folder.*YYYY/MM/DD"):
+        READER.units([str(tmp_path / "logs")])

@@ -1,13 +1,14 @@
 """Slack reader on the real 2016 workspace export (folder and .zip) and on broken exports."""
 
 import json
+import shutil
 import zipfile
 from datetime import datetime, timezone
 
 import pytest
 
 from pipelines.ingest import ingest
-from pipelines.sources import Quarantined, Skipped, get_reader
+from pipelines.sources import Quarantined, Skipped, SourceError, get_reader
 from schemas import MESSAGES as M
 
 READER = get_reader("slack")
@@ -119,3 +120,93 @@ def test_a_corrupt_zip_is_quarantined(tmp_path):
     z.write_bytes(b"PK\x03\x04 this is not really a zip")
     (q,) = read([z])
     assert isinstance(q, Quarantined) and q.reason == "corrupt"
+
+
+def test_an_export_given_one_level_too_high_is_found(outcomes, export, tmp_path):
+    (tmp_path / "landing").mkdir()
+    shutil.copytree(export, tmp_path / "landing" / WS)  # a copy in tmp: 200 KB
+    assert READER.units([str(tmp_path / "landing")]) == [[str(tmp_path / "landing" / WS)]]
+    ids = sorted(o[M.message_id] for o in read([tmp_path / "landing"]) if isinstance(o, dict))
+    assert ids == sorted(o[M.message_id] for o in outcomes if isinstance(o, dict))  # same workspace, same ids
+
+
+def test_a_zip_without_channels_and_users_json_still_gives_every_message(export, tmp_path, caplog):
+    z = tmp_path / f"{WS}.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(export.rglob("*.json")):
+            if p.name not in ("channels.json", "users.json"):
+                zf.write(p, f"backup/2016/{WS}/{p.relative_to(export)}")  # two extra folder levels
+    with caplog.at_level("WARNING", logger="socialcorpus.sources.slack"):
+        out = read([z])
+    assert (len(out), sum(isinstance(o, dict) for o in out)) == (158, 147)
+    assert "without channels.json and users.json" in caplog.text
+    m = next(o for o in out if isinstance(o, dict) and o[M.message_id].endswith(":1452837352.000006"))
+    # Without channels.json the folder name is the channel id; without users.json the user id is the name.
+    assert m[M.message_id] == f"slack:{WS}:enrique:1452837352.000006"
+    assert (m[M.author_id], m[M.author_name]) == (f"{WS}:U0BMQB6JE", "U0BMQB6JE")
+
+
+def test_a_path_holding_no_export_is_a_clear_error(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.json").write_text("[]")
+    with pytest.raises(SourceError, match="no Slack export found"):
+        READER.units([str(tmp_path / "notes")])
+    z = tmp_path / "photos.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("holiday/img.json", "[]")
+    with pytest.raises(SourceError, match=f"{z}: no Slack export found"):
+        read([z])
+
+
+def test_one_bad_value_sets_aside_its_record_and_the_export_goes_on(tmp_path):
+    root = _workspace(tmp_path, {"2023-11-14.json": json.dumps([
+        {"type": "message", "user": "U2", "text": "hi <@U2>", "ts": "1700000000.000100"},
+        {"type": "message", "user": "U1", "text": "bad attachments", "ts": "1700000001.0", "attachments": 5,
+         "subtype": "bot_message", "bot_id": "B1"},
+        {"type": "message", "user": "U1", "text": "huge ts", "ts": "99999999999999999999.0"},
+        {"type": "message", "user": "U1", "text": "after", "ts": "1700000002.0"},
+    ]).encode()})
+    # A channel whose name is a list, and a user whose display_name is a number.
+    (root / "channels.json").write_text(json.dumps([{"id": "C1", "name": ["general"]}, {"id": "C1", "name": "general"}]))
+    (root / "users.json").write_text(json.dumps([{"id": "U2", "name": "bo", "profile": {"display_name": 42}}]))
+    out = read([root])
+    assert [(o.reason, o.source_record) for o in out if isinstance(o, Quarantined)] == [
+        ("bad_value", 0), ("bad_value", 1), ("bad_time", 2)]
+    assert out[0].source_uri.endswith("channels.json") and "name" in out[0].detail
+    assert "TypeError" in out[2].detail and out[2].source_uri.endswith("general/2023-11-14.json")
+    msgs = [o for o in out if isinstance(o, dict)]
+    assert [m[M.text] for m in msgs] == ["hi @bo", "after"]
+    assert msgs[0][M.author_name] == "bo" and msgs[0][M.thread_id] == "slack:ws:C1"
+
+
+def test_a_day_file_over_the_per_file_cap_is_quarantined(export, monkeypatch):
+    # users.json is 8,902 bytes: a cap of 9,000 reads it and sets aside the six larger day files.
+    monkeypatch.setenv("SOCIALCORPUS_SLACK_MAX_MEMBER_BYTES", "9000")
+    out = read([export])
+    big = [o for o in out if isinstance(o, Quarantined)]
+    assert len(big) == 6 and {o.reason for o in big} == {"too_large"}
+    assert {o.source_uri.rsplit("/", 2)[-2] + "/" + o.source_uri.rsplit("/", 1)[-1] for o in big} == {
+        "enrique/2016-02-07.json", "enrique/2016-03-26.json", "enrique/2016-03-28.json",
+        "traveling-sailor/2016-02-08.json", "traveling-sailor/2016-03-26.json", "traveling-sailor/2016-03-27.json"}
+    assert all("per-file cap" in o.detail for o in big)
+    monkeypatch.setenv("SOCIALCORPUS_SLACK_MAX_MEMBER_BYTES", "5000")
+    with pytest.raises(SourceError, match=r"users\.json: the file is larger than 5000 bytes"):
+        read([export])
+
+
+def test_a_zip_over_the_archive_cap_sets_aside_the_members_past_it(export, tmp_path, monkeypatch):
+    z = tmp_path / f"{WS}.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(export.rglob("*.json")):
+            zf.write(p, str(p.relative_to(export)))
+    monkeypatch.setenv("SOCIALCORPUS_SLACK_MAX_ARCHIVE_BYTES", "40000")
+    out = read([z])
+    over = [o for o in out if isinstance(o, Quarantined)]
+    assert over and all(o.reason == "too_large" and "per-archive cap" in o.detail for o in over)
+    # Metadata first (10 KB), then day files in name order until the next one would pass 40,000 bytes.
+    read_days = sorted({o[M.source_uri].split("::")[0][len("zip://"):] for o in out if isinstance(o, dict)})
+    assert read_days == [f"enrique/2016-0{d}.json" for d in ("1-14", "1-15", "1-16", "2-07", "2-08")]
+    assert len(over) == 17 - 5 and sum(isinstance(o, dict) for o in out) < 147
+    monkeypatch.setenv("SOCIALCORPUS_SLACK_MAX_ARCHIVE_BYTES", "lots")
+    with pytest.raises(SourceError, match="SOCIALCORPUS_SLACK_MAX_ARCHIVE_BYTES='lots'"):
+        read([z])

@@ -91,3 +91,52 @@ def test_broken_exports_are_quarantined(tmp_path):
                        ("chat.json", "bad_time"), ("chat.json", "wrong_type"), ("empty.json", "empty_file"),
                        ("latin1.json", "invalid_utf8"), ("other.json", "missing_field")]
     assert sum(isinstance(o, dict) for o in out) == 1
+
+
+def _broken_files(tmp_path):
+    good = {"id": 1, "type": "message", "date": "2021-01-01T10:00:00", "from": "a", "from_id": "user1", "text": "ok"}
+    chat = {"name": "c", "type": "public_supergroup", "id": 5, "messages": [
+        good, "junk", dict(good, id=None), dict(good, id=3, date="9999-12-31T23:59:59-05:00"), dict(good, id=4, text=7),
+        dict(good, id=5, reactions=5)]}
+    private = {"name": "Bob", "type": "personal_chat", "id": 42, "messages": [
+        dict(good, id=1, from_id="user42", **{"from": "Bob"}), dict(good, id=2, from_id="user7", **{"from": "Me"}),
+        {"id": 3, "type": "service", "date": "2021-01-01T10:03:00", "actor_id": "user7", "action": "pin_message"}]}
+    files = {
+        "bad.json": b'{"messages": [', "latin1.json": b'{"name": "caf\xe9"}', "list.json": b"[1]",
+        "other.json": b'{"hello": 1}', "chat.json": json.dumps(chat).encode(),
+        "bom.json": b"\xef\xbb\xbf" + json.dumps(chat).encode(),
+        "full.json": json.dumps({"chats": {"list": [private, 5, {"name": "x", "messages": 3}, chat]},
+                                 "left_chats": {"list": [dict(chat, id=6)]}}).encode(),
+        "list5.json": b'{"chats": {"list": 5}}', "nochats.json": b'{"chats": {"list": []}}',
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return sorted(tmp_path.glob("*.json"))
+
+
+def _comparable(outcomes):
+    return [(o.source_uri, o.reason, o.source_record) if isinstance(o, Quarantined) else o for o in outcomes]
+
+
+def test_one_bad_value_is_one_row_and_the_export_goes_on(tmp_path):
+    out = read(_broken_files(tmp_path))
+    by_file = {}
+    for o in (o for o in out if not isinstance(o, Skipped)):
+        name = (o.source_uri if isinstance(o, Quarantined) else o[M.source_uri]).rsplit("/", 1)[1]
+        by_file.setdefault(name, []).append(o.reason if isinstance(o, Quarantined) else "message")
+    assert by_file["chat.json"] == ["message", "wrong_type", "missing_field", "bad_time", "wrong_type", "message"]
+    assert by_file["list5.json"] == ["wrong_type"] and by_file["nochats.json"] == ["missing_field"]
+    assert by_file["full.json"] == ["message", "message", "wrong_type", "missing_field"] + by_file["chat.json"] * 2
+    assert [o for o in out if isinstance(o, Skipped)] == [Skipped("service_message")]
+
+
+def test_a_large_export_is_streamed_with_the_same_outcomes(real, tmp_path, monkeypatch):
+    from pipelines.sources import telegram
+
+    paths = _broken_files(tmp_path) + sorted((real / "telegram").glob("*.json"))
+    whole = read(paths)
+    monkeypatch.setattr(telegram, "STREAM_ABOVE_BYTES", 0)  # every file above it: all streamed
+    streamed = read(paths)
+    assert _comparable(streamed) == _comparable(whole)
+    private = [o for o in streamed if isinstance(o, dict) and o[M.thread_id] == "telegram:42"]
+    assert [o[M.recipient_ids] for o in private] == [["user7"], ["user42"]]

@@ -103,7 +103,7 @@ def builds(real, real_built, spark, tmp_path_factory):
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf):
-            rc = cli.main(["build", "--config", str(cfg_file), "--engine", "spark"])
+            rc = cli.main(["build", "--config", str(cfg_file), "--engine", "spark", "--json"])
     finally:
         if old is None:
             os.environ.pop(SECRET_ENV, None)

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from schemas.shards import BUILD_RECORD
 from trainer import data
 from trainer_shards import shards_dir
 
@@ -84,12 +85,32 @@ def test_a_changed_shard_is_refused(manifests, tmp_path):
     src = data.load_manifest(manifests["validation"])
     folder = tmp_path / "validation"
     shutil.copytree(src.url.rsplit("/", 1)[0], folder)
-    doc = json.loads((folder / "manifest.json").read_text())
-    doc["shards"][0]["sha256"] = "0" * 64
-    (folder / "manifest.json").write_text(json.dumps(doc))
+    shutil.copy(src.url.rsplit("/", 2)[0] + "/" + BUILD_RECORD, tmp_path / BUILD_RECORD)
+    shard = folder / json.loads((folder / "manifest.json").read_text())["shards"][0]["path"]
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\0")  # one byte changed after the build
     with pytest.raises(ValueError, match="sha256"):
         next(iter(data.ShardStream(data.load_manifest(str(folder / "manifest.json")), 4, shuffle=False)))
+    doc = json.loads((folder / "manifest.json").read_text())
     doc["schema_version"] = 99
     (folder / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="schema version"):
         data.load_manifest(str(folder / "manifest.json"))
+
+
+def test_deception_labels_travel_from_pair_examples_to_the_batches(manifests):
+    """Diplomacy's labels reach the shards (`target_labels`) and the collated batch unchanged."""
+    from pipelines import storage
+    from schemas import EXAMPLES as E
+
+    out = manifests["train"].rsplit("/shards/", 1)[0]
+    ex = storage.read(f"{out}/{E.name}").select(E.target_message_id, E.other_id, E.labels)
+    want = {(t, o): lab for t, o, lab in ex.iter_rows()}
+    labelled = 0
+    for split in ("train", "validation", "test"):
+        m = data.load_manifest(manifests[split])
+        for b in data.ShardStream(m, 64, shuffle=False, block_size=8, history_size=4):
+            for t, o, lab in zip(b["target_message_id"], b["other_id"], b["target_labels"]):
+                assert lab == want[(t, o)], (t, o)
+                labelled += lab is not None
+                assert (lab is not None) == t.startswith("diplomacy:")
+    assert labelled > 50

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from pipelines.cli import main as socialcorpus
+from pipelines.shards import write_build_record
 from trainer import config as cfgmod
-from trainer.evaluate import CONDITIONS, evaluate
+from trainer.evaluate import CONDITIONS, evaluate, label_groups, role_swap_table
 from trainer.train import train
 from trainer_shards import shards_dir
 
@@ -61,9 +62,13 @@ def test_resume_refuses_shards_from_another_tokenizer(manifests, trained, tmp_pa
     folder = manifests["validation"].rsplit("/", 1)[0]
     doc["tokenizer_sha256"] = "f" * 64
     doc["shards"] = [dict(s, path=f"{folder}/{s['path']}") for s in doc["shards"]]
-    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "validation" / "manifest.json").write_text(json.dumps(doc))
+    # a complete build of its own, so the tokenizer check is what refuses it
+    write_build_record(str(tmp_path), ["validation"], config_hash="other", tokenizer_sha256=doc["tokenizer_sha256"],
+                       engine="polars")
     with pytest.raises(ValueError, match="tokenizer_sha256"):
-        evaluate(str(run), str(tmp_path / "manifest.json"), log=lambda s: None)
+        evaluate(str(run), str(tmp_path / "validation" / "manifest.json"), log=lambda s: None)
 
 
 def test_evaluation_produces_the_ablation_table(manifests, trained, tmp_path, capsys):
@@ -92,3 +97,39 @@ def test_cli_trains_and_evaluates(manifests, tmp_path, capsys):
                          "--max-batches", "2", "--out", str(tmp_path / "e.json")]) == 0
     assert set(json.loads((tmp_path / "e.json").read_text())["conditions"]) == set(CONDITIONS)
     assert socialcorpus(["train", "--data", str(tmp_path / "missing.json"), "--out", str(run)]) != 0
+
+
+def test_swapped_control_exchanges_the_streams_role_tokens(manifests):
+    from pipelines.tokenizer import MENTION_ROLE_TOKENS, ROLE_TOKENS
+    from trainer import data
+
+    m = data.load_manifest(manifests["validation"])
+    table = role_swap_table(m.special_tokens, m.vocab_size)
+    ids = m.special_tokens
+    for names in (ROLE_TOKENS, MENTION_ROLE_TOKENS):
+        me, you, third = (ids[n] for n in names)
+        assert table[me] == you and table[you] == me and table[third] == third
+    moved = (table != torch.arange(m.vocab_size)).nonzero().flatten().tolist()
+    assert sorted(moved) == sorted(ids[n] for n in (*ROLE_TOKENS[:2], *MENTION_ROLE_TOKENS[:2]))
+
+
+def test_label_groups_split_examples_by_each_boolean_label():
+    labels = ['{"sender_truthful": true, "receiver_truthful": null}', None,
+              '{"sender_truthful": false, "receiver_truthful": true}']
+    g = label_groups(labels)
+    assert g["sender_truthful=true"].tolist() == [True, False, False]
+    assert g["sender_truthful=false"].tolist() == [False, False, True]
+    assert g["receiver_truthful=true"].tolist() == [False, False, True]
+    assert not g["receiver_truthful=false"].any()
+
+
+def test_evaluation_reports_the_ablation_per_deception_label(manifests, trained):
+    run, _ = trained
+    # Diplomacy examples (the labelled ones) are spread over the shuffled rows: 8 batches of 32 hold some
+    r = evaluate(str(run), manifests["train"], batch_size=32, max_batches=8, n_boot=20, log=lambda s: None,
+                 conditions=("both", "none"), per_example=True)
+    assert "sender_truthful=true" in r["by_label"]
+    for g in r["by_label"].values():
+        assert set(g["conditions"]) == {"both", "none"} and g["examples"] > 0 and g["conditions"]["both"]["bpb"] > 0
+    sender = sum(g["examples"] for k, g in r["by_label"].items() if k.startswith("sender_truthful="))
+    assert sender == sum(t.startswith("diplomacy:") for t in r["per_example"]["target_message_id"]) > 0

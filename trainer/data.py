@@ -32,11 +32,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas import SHARD as S
 from schemas import SHARD_SCHEMA_VERSION
-from schemas.shards import ROLE_THIRD
+from schemas.shards import BUILD_RECORD, ROLE_THIRD
 
 CACHE = os.environ.get("SOCIALCORPUS_SHARD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "socialcorpus", "shards"))
-COLUMNS = [S.self_id, S.window_tokens, S.window_roles, S.window_loss_mask, S.own_tokens, S.own_msg_offsets,
-           S.other_tokens, S.other_msg_offsets, S.n_target_tokens, S.target_bytes, S.weight]
+COLUMNS = [S.self_id, S.other_id, S.target_message_id, S.target_labels, S.window_tokens, S.window_roles,
+           S.window_loss_mask, S.own_tokens, S.own_msg_offsets, S.other_tokens, S.other_msg_offsets,
+           S.n_target_tokens, S.target_bytes, S.weight]
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,13 @@ class Manifest:
 
 
 def load_manifest(url: str) -> Manifest:
-    """Read and check a split's ``manifest.json`` (a path or fsspec URL)."""
-    with fsspec.open(url, "rt") as f:
-        doc = json.load(f)
+    """Read and check a split's ``manifest.json`` (a path or fsspec URL).
+
+    Refuses a manifest of an unfinished build: ``OUT/shards/_BUILD_COMPLETE.json`` (one folder
+    up) must exist and list this manifest's sha256 (see :func:`check_build_complete`)."""
+    with fsspec.open(url, "rb") as f:
+        raw = f.read()
+    doc = json.loads(raw)
     if doc.get("schema_version") != SHARD_SCHEMA_VERSION:
         raise ValueError(f"{url}: shard schema version {doc.get('schema_version')!r}, this trainer reads "
                          f"{SHARD_SCHEMA_VERSION}; rebuild the shards with this version of socialcorpus")
@@ -81,6 +86,7 @@ def load_manifest(url: str) -> Manifest:
             raise ValueError(f"{url}: manifest lacks {key!r}; rebuild the shards")
     if "<pad>" not in doc["special_tokens"]:
         raise ValueError(f"{url}: special_tokens has no '<pad>'")
+    check_build_complete(url, doc.get("split", "?"), hashlib.sha256(raw).hexdigest())
     root = url.rsplit("/", 1)[0] if "/" in url else "."
     shards = tuple(
         Shard(s["path"] if "://" in s["path"] or s["path"].startswith("/") else f"{root}/{s['path']}",
@@ -91,6 +97,27 @@ def load_manifest(url: str) -> Manifest:
             raise ValueError(f"{url}: shard {s.url}: row groups sum to {sum(s.row_groups)}, not rows={s.rows}")
     return Manifest(url, doc.get("split", "?"), doc["schema_version"], doc["tokenizer_sha256"], int(doc["vocab_size"]),
                     dict(doc["special_tokens"]), doc.get("time_kind", "?"), int(doc.get("rows", 0)), shards)
+
+
+def check_build_complete(url: str, split: str, manifest_sha256: str) -> None:
+    """Refuse a manifest whose build did not finish, or that is not the one its build wrote.
+
+    A kill during shard writing can leave the train manifest in place with the other splits
+    missing or from an older build; the shards stage writes the build record only after the
+    last manifest, so its absence (or a different sha256) is the sign."""
+    root = url.rsplit("/", 2)[0] if url.count("/") >= 2 else "."
+    rec_url = f"{root}/{BUILD_RECORD}"
+    fs, rec_path = fsspec.core.url_to_fs(rec_url)
+    if not fs.exists(rec_path):
+        raise ValueError(f"{url}: the build that wrote these shards did not finish: {rec_url} is missing (the "
+                         "build was killed, failed, or is still running, so other splits may be missing or from "
+                         "another build). Run the build again and train on the shards it completes.")
+    record = json.loads(fs.cat_file(rec_path))
+    listed = record.get("splits", {}).get(split, {}).get("manifest_sha256")
+    if listed != manifest_sha256:
+        raise ValueError(f"{url}: this manifest (sha256 {manifest_sha256[:12]}…) is not the one the completed build "
+                         f"recorded for split {split!r} in {rec_url} ({(listed or 'none')[:12]}…): it was changed or "
+                         "rewritten after that build. Rebuild the shards, or train on the manifest the build wrote.")
 
 
 def check_same_data_identity(manifest: Manifest, recorded: dict) -> None:
@@ -292,7 +319,9 @@ def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, 
     target (else -1), and the author role per token (-1 padding). ``own``/``other`` and
     ``*_seg`` (B, H): history tokens and their message index (-1 padding). Per example:
     ``weight``, ``target_bytes``, ``n_target`` (targets kept), ``truncated`` (targets lost to
-    the window limit), ``target_role``; and ``self_id`` (a list of str) for per-user statistics.
+    the window limit), ``target_role``; and ``self_id`` (a list of str) for per-user statistics,
+    ``other_id``, ``target_message_id`` and ``target_labels`` (lists of str, labels None when
+    absent) for tracing examples and splitting results by label in evaluation.
     """
     width = block_size + 1 if static else None
     w_vals, w_off = _list(rows, S.window_tokens)
@@ -314,6 +343,9 @@ def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, 
         "n_target": torch.from_numpy(n_target), "truncated": torch.from_numpy(n_target < n_tt),
         "target_role": torch.from_numpy(np.where(mask.any(1), roles[np.arange(len(first)), first], ROLE_THIRD)),
         "self_id": rows.column(S.self_id).to_pylist(),
+        "other_id": rows.column(S.other_id).to_pylist(),
+        "target_message_id": rows.column(S.target_message_id).to_pylist(),
+        "target_labels": rows.column(S.target_labels).to_pylist(),
     }
 
 

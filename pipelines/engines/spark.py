@@ -82,7 +82,9 @@ def spark_schema(schema: pa.Schema, nullable: bool = False):
 # --- ingest ---------------------------------------------------------------------------------
 
 _KIND, _Q, _SKIP, _RECORDS = "_outcome", "_quarantine", "_skip_reason", "_records"
-# Every outcome is one row: message columns, or a quarantine row (JSON) or a skip count.
+# Every outcome is one row: message columns, or a quarantine row (JSON) or a skip count; one more
+# row per unit batch carries how many records the reader read (kind "r"), so the summary's
+# `records` is counted by the reader, not derived from the other three.
 _OUTCOMES = pa.schema([*(pa.field(f.name, f.type, nullable=True) for f in MESSAGES.arrow),
                        pa.field(_KIND, pa.string()), pa.field(_Q, pa.string()),
                        pa.field(_SKIP, pa.string()), pa.field(_RECORDS, pa.int64())])
@@ -105,6 +107,7 @@ def _unit_outcomes(format: str):
                               .append_column(_RECORDS, pa.nulls(n, pa.int64()))]
                     extra = [{_KIND: "q", _Q: json.dumps(q, sort_keys=True)} for q in ub.quarantine]
                     extra += [{_KIND: "s", _SKIP: reason, _RECORDS: c} for reason, c in sorted(ub.skipped.items())]
+                    extra.append({_KIND: "r", _RECORDS: ub.records})
                     if extra:
                         parts.append(pa.Table.from_pylist(extra, schema=_OUTCOMES))
                     t = pa.concat_tables([p.cast(_OUTCOMES) for p in parts])
@@ -138,6 +141,7 @@ def ingest(spark, format: str, patterns, messages_url: str, quarantine_url: str)
         qrows = [json.loads(r[0]) for r in outcomes.filter(F.col(_KIND) == "q").select(_Q).collect()]
         skips = outcomes.filter(F.col(_KIND) == "s").groupBy(_SKIP).agg(F.sum(_RECORDS)).collect()
         n_msgs = outcomes.filter(F.col(_KIND) == "m").count()
+        n_records = outcomes.filter(F.col(_KIND) == "r").agg(F.sum(_RECORDS)).collect()[0][0] or 0
     finally:
         outcomes.unpersist()
     qrows.sort(key=lambda q: (q["source_uri"], q["source_record"] or -1, q["byte_offset"] or -1, q["reason"]))
@@ -148,7 +152,7 @@ def ingest(spark, format: str, patterns, messages_url: str, quarantine_url: str)
     stats.messages = n_msgs
     stats.quarantined = len(qrows)
     stats.skipped = sum(stats.skipped_by_reason.values())
-    stats.records = stats.messages + stats.quarantined + stats.skipped
+    stats.records = int(n_records)
     return stats
 
 

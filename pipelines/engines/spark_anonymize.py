@@ -2,10 +2,13 @@
 
 * The name table (per community: every author name and handle -> pseudonym) is built side
   by side with :func:`pipelines.anonymize.build_name_table` (see :func:`build_name_table`):
-  the per-record parts (author_keys, pseudonym_expr, mentionable) are the shared functions;
-  the counting and ranking run in Spark; the winners (one row per distinct name) are
-  collected to the driver.
-* The table is broadcast once to the executors; every task runs
+  the per-record parts (author_keys, pseudonym_expr) are the shared functions; the counting
+  runs in Spark; the counts (one row per distinct name and author) are collected to the
+  driver, where the shared :func:`pipelines.anonymize.name_table_from_counts` ranks them.
+* The private scopes (ids that would name a person) come from the shared row-local
+  :func:`pipelines.anonymize.private_scope_candidates` per batch, made distinct in Spark, and
+  are hashed on the driver (:func:`pipelines.anonymize.scope_table`).
+* Both tables are broadcast once to the executors; every task runs
   :func:`pipelines.anonymize.anonymize_batch` (Presidio, mention replacement, pseudonyms)
   on its Arrow batches, with one Presidio engine per Python worker.
 
@@ -17,8 +20,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.anonymize import (N_COMMUNITY, N_FIRST, N_KEY, N_MENTIONABLE, N_PSEUDONYM, AnonymizeConfig,
-                                 anonymize_batch, author_keys, mentionable, pseudonym_expr)
+from pipelines.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, PLATFORM_WIDE, AnonymizeConfig,
+                                 anonymize_batch, author_keys, name_table_from_counts, private_scope_candidates,
+                                 pseudonym_expr, scope_table)
 from schemas import ANON, RECORDS
 from schemas import MESSAGES as M
 
@@ -68,15 +72,14 @@ _COUNTED = pa.schema([*_KEYS, pa.field(_N, pa.int64()), pa.field(N_PSEUDONYM, pa
 
 def build_name_table(messages, secret: bytes, cfg: AnonymizeConfig | None = None):
     """Spark ``messages`` -> the name table as a Polars DataFrame, equal to
-    :func:`pipelines.anonymize.build_name_table` on the same rows (sorted by community, key).
+    :func:`pipelines.anonymize.build_name_table` on the same rows.
 
     author_keys per batch (shared); Spark counts rows per (platform, community, author, key),
     which shrinks the data to distinct names before any HMAC; pseudonyms per batch (shared);
-    Spark sums per (community, key, pseudonym) and keeps the winner by the same rule (most
-    rows, then smallest pseudonym); first_word and mentionable on the driver (shared).
+    Spark sums per (platform, community, key, pseudonym); the ranking (winner per community and
+    per platform for platform-wide names), first_word and mentionable on the driver (shared).
     """
     import polars as pl
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from pipelines.engines.spark import spark_schema, to_polars
@@ -85,40 +88,64 @@ def build_name_table(messages, secret: bytes, cfg: AnonymizeConfig | None = None
     keys = messages.mapInArrow(_author_keys, spark_schema(_KEYS, nullable=True))
     counted = keys.groupBy(*_KEYS.names).agg(F.count(F.lit(1)).alias(_N))
     named = counted.mapInArrow(_pseudonyms(secret), spark_schema(_COUNTED, nullable=True))
-    w = Window.partitionBy(M.community, N_KEY).orderBy(F.col(_N).desc(), F.col(N_PSEUDONYM).asc())
-    best = (named.groupBy(M.community, N_KEY, N_PSEUDONYM).agg(F.sum(_N).alias(_N))
-            .withColumn("_r", F.row_number().over(w)).filter(F.col("_r") == 1)
-            .select(M.community, N_KEY, N_PSEUDONYM))
-    table = to_polars(best).sort(M.community, N_KEY).select(
-        pl.col(M.community).cast(pl.String).alias(N_COMMUNITY), pl.col(N_KEY).cast(pl.String),
-        pl.col(N_KEY).cast(pl.String).str.extract(r"(\w+)").alias(N_FIRST), pl.col(N_PSEUDONYM).cast(pl.String))
-    return table.with_columns(mentionable(table, cfg).alias(N_MENTIONABLE))
+    sums = named.groupBy(M.platform, M.community, N_KEY, N_PSEUDONYM).agg(F.sum(_N).alias("n"))
+    counts = to_polars(sums).select(pl.col(M.platform).cast(pl.String), pl.col(M.community).cast(pl.String),
+                                    pl.col(N_KEY).cast(pl.String), pl.col(N_PSEUDONYM).cast(pl.String),
+                                    pl.col("n").cast(pl.Int64))
+    return name_table_from_counts(counts, cfg)
 
 
-def _anonymize_batches(names_bc, secret: bytes, cfg: AnonymizeConfig):
+_SCOPE_COLS = (M.platform, M.community, M.thread_id, M.author_id, M.recipient_ids)
+_SCOPES = pa.schema([pa.field("scope", pa.string())])
+
+
+def _scope_candidates(batches):
+    """mapInArrow: message rows -> :func:`pipelines.anonymize.private_scope_candidates` of each batch."""
+    import polars as pl
+
+    for b in batches:
+        if b.num_rows:
+            yield from private_scope_candidates(pl.from_arrow(pa.Table.from_batches([b]))).to_arrow().cast(_SCOPES).to_batches()
+
+
+def build_scope_table(messages, secret: bytes):
+    """Spark ``messages`` -> :func:`pipelines.anonymize.scope_table` of the whole input (Polars)."""
+    import polars as pl
+
+    from pipelines.engines.spark import spark_schema, to_polars
+
+    cands = messages.select(*_SCOPE_COLS).mapInArrow(_scope_candidates, spark_schema(_SCOPES, nullable=True)).distinct()
+    return scope_table(to_polars(cands).select(pl.col("scope").cast(pl.String)), secret)
+
+
+def _anonymize_batches(names_bc, scopes_bc, secret: bytes, cfg: AnonymizeConfig):
     out_schema = pa.schema([f.with_nullable(True) for f in ANON.arrow])
 
     def run(batches):
-        names = names_bc.value
+        names, scopes = names_bc.value, scopes_bc.value
         engine = _engine(cfg)
         for b in batches:
             if b.num_rows:
-                yield pa.Table.from_batches([anonymize_batch(b, names, secret, cfg, engine)]).cast(out_schema).to_batches()[0]
+                out = anonymize_batch(b, names, secret, cfg, engine, scopes=scopes)
+                yield pa.Table.from_batches([out]).cast(out_schema).to_batches()[0]
 
     return run
 
 
 def anonymize_messages(messages, secret: bytes, cfg: AnonymizeConfig | None = None):
-    """Spark ``messages`` -> (Spark ``messages_anon`` rows, the name table, Polars). Row content
+    """Spark ``messages`` -> (Spark ``messages_anon`` rows, the name table and the scope table,
+    Polars). Row content
     equals :func:`pipelines.anonymize.anonymize_messages`; order is not kept (the writer sorts)."""
     from pipelines.engines.spark import spark_schema
 
     cfg = cfg or AnonymizeConfig()
     names = build_name_table(messages, secret, cfg)
-    bc = messages.sparkSession.sparkContext.broadcast(names)
-    out = messages.select(*RECORDS.names).mapInArrow(_anonymize_batches(bc, secret, cfg),
+    scopes = build_scope_table(messages, secret)
+    sc = messages.sparkSession.sparkContext
+    out = messages.select(*RECORDS.names).mapInArrow(_anonymize_batches(sc.broadcast(names), sc.broadcast(scopes),
+                                                                        secret, cfg),
                                                      spark_schema(ANON.arrow, nullable=True))
-    return out, names
+    return out, names, scopes
 
 
 def run(ctx, spark) -> dict:
@@ -131,7 +158,7 @@ def run(ctx, spark) -> dict:
     cfg: AnonymizeConfig = ctx.config.section("anonymize")
     secret = ctx.secret()  # raises MissingSecretError with what to do
     messages = read_table(spark, ctx.config.table_url(RECORDS.name), RECORDS)
-    out, names = anonymize_messages(messages, secret, cfg)
+    out, names, scopes = anonymize_messages(messages, secret, cfg)
     out = out.cache()
     try:
         write_table(out, ctx.config.table_url(ANON.name), ANON, order_by=[F.col(M.message_id)])
@@ -149,6 +176,8 @@ def run(ctx, spark) -> dict:
         "authors": authors,
         "names_known": names.height,
         "names_mentionable": int(names[N_MENTIONABLE].sum()) if names.height else 0,
+        "names_platform_wide": int(names[N_COMMUNITY].str.starts_with(PLATFORM_WIDE).sum()) if names.height else 0,
+        "private_scopes": scopes.height,
         # Presidio call counts live inside the per-batch function (not returned by anonymize_batch).
         "replacements_title_text": {r["t"]: int(r["count"]) for r in by_type},
         "messages_with_replacements": with_repl,

@@ -26,6 +26,8 @@ Shards (:func:`run`):
    files with :func:`pipelines.shards.encode_shard` and writes them under temporary names
    (renamed into place). The driver writes each split's manifest last
    (:func:`pipelines.shards.publish_manifest`), then removes files no manifest names.
+6. Seal: ``OUT/shards/_BUILD_COMPLETE.json``, removed when the stage starts, is written after
+   every manifest (:func:`pipelines.shards.write_build_record`), as on Polars.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import pyarrow as pa
 from pipelines import render, storage
 from pipelines import tokenizer as TK
 from pipelines.shards import SPLITS, ShardsConfig, cut_points, encode_shard, manifest_of, publish_manifest, shard_metadata
+from pipelines.shards import config_hash, remove_build_record, write_build_record
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
@@ -279,6 +282,7 @@ def run(ctx, spark) -> dict:
     from pipelines.engines.spark import read_table, spark_schema
 
     cfg: ShardsConfig = ctx.config.section("shards")
+    remove_build_record(ctx.config.table_url("shards"))  # incomplete until the record is back
     tok_url = ctx.config.table_url("tokenizer.json")
     tok = TK.load(tok_url)
     tok_sha = TK.sha256_of(tok_url)
@@ -375,6 +379,8 @@ def run(ctx, spark) -> dict:
             summary["rows_out"] += man["rows"]
             summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
             total += man["tokens"]
+        write_build_record(ctx.config.table_url("shards"), splits, config_hash=config_hash(ctx.config),
+                           tokenizer_sha256=tok_sha, engine="spark")
         t_shards = time.monotonic() - t1
     finally:
         for c in cached:

@@ -54,15 +54,26 @@ class Quarantined:
         ex = self.excerpt
         if isinstance(ex, bytes):
             ex = ex[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        elif ex is not None and not isinstance(ex, str):
+            ex = repr(ex)
         return {
             "format": format,
             "source_uri": self.source_uri,
             "source_record": self.source_record,
             "byte_offset": self.byte_offset,
             "reason": self.reason,
-            "detail": self.detail,
-            "excerpt": None if ex is None else ex[:EXCERPT_CHARS],
+            "detail": _utf8(self.detail),
+            "excerpt": None if ex is None else _utf8(ex[:EXCERPT_CHARS]),
         }
+
+
+def _utf8(text: str) -> str:
+    # A lone surrogate (from a value the reader could not convert) cannot be written to Parquet.
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,30 @@ def open_binary(path: str):
         raise SourceError(f"{path}: file not found. Check the `paths` of this source in the corpus config.") from e
     except (IsADirectoryError, PermissionError, OSError) as e:
         raise SourceError(f"{path}: cannot be opened ({e}).") from e
+
+
+def guarded(convert: Callable[[], "Outcome"], source_uri: str, record: int | None, raw=None,
+            byte_offset: int | None = None) -> "Outcome":
+    """``convert()``, or a ``bad_value`` quarantine row for this one record if it raises.
+
+    Every reader turns each record into its outcome through this, so one field with an
+    unexpected type or an out-of-range value (a score of ``1e400``, a year 99999) sets that
+    record aside with the exception named, and the file goes on. ``raw`` (the record's bytes
+    or value) becomes the excerpt. Running out of memory (MemoryError) and interrupts
+    are not records' faults and propagate.
+    """
+    try:
+        return convert()
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any fault of one record is that record's quarantine row
+        if raw is not None and not isinstance(raw, (str, bytes)):
+            try:
+                raw = orjson.dumps(raw, default=str, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+            except Exception:  # noqa: BLE001
+                raw = repr(raw)[: EXCERPT_CHARS * 4]
+        return Quarantined(source_uri, "bad_value", f"record cannot be converted: {type(e).__name__}: {e}"[:500],
+                           source_record=record, byte_offset=byte_offset, excerpt=raw)
 
 
 def excerpt(data: str | bytes | None) -> str | None:
@@ -165,27 +200,44 @@ def files_in_turn(read_file: Callable[[str], Iterator[Outcome]]) -> Callable[[li
 def parse_iso_utc(value) -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime; naive times are taken as UTC.
 
-    Returns None for a missing or unreadable value (the caller decides whether that is fatal).
+    Returns None for a missing or unreadable value, and for one whose UTC instant falls
+    outside what a datetime can hold (``9999-12-31T23:59:59-05:00`` is year 10000 in UTC):
+    the caller decides whether that is fatal (readers quarantine it as ``bad_time``).
     """
     if not isinstance(value, str) or not value:
         return None
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
+        return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def iso_micros(value) -> int | None:
-    """Microseconds since the Unix epoch of an ISO-8601 time (naive = UTC), or None if unreadable."""
+    """Microseconds since the Unix epoch of an ISO-8601 time (naive = UTC), or None if unreadable
+    or out of range (see :func:`parse_iso_utc`)."""
     t = parse_iso_utc(value)
     if t is None:
         return None
     delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64_or_none(value) -> int | None:
+    """``value`` if it is an int (not a bool) that fits an int64 column, else None.
+
+    For optional numbers (scores, view counts, revisions): JSON holds integers up to 2**64-1
+    and XML any number of digits, and a value the column cannot hold says nothing usable.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
+        return value
+    return None
 
 
 def aliases(primary: str | None, *names) -> list[str] | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pipelines.sources.base import files_in_turn, Outcome, aliases, Quarantined, Reader, Skipped, text_size_check
+from pipelines.sources.base import (files_in_turn, guarded, int64_or_none, Outcome, aliases, Quarantined, Reader, Skipped,
+                                    text_size_check)
 from pipelines.sources.chatexport import M, load_json_file, parse_iso_utc, to_json
 from pipelines.text import normalise_newlines
 
@@ -26,6 +27,15 @@ def _snowflake(v: Any) -> str | None:
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return str(v)
     return None
+
+
+def _count(v: Any) -> int | None:
+    """How many attachments/embeds a message has; None for none or for a value that is not a list."""
+    return (len(v) or None) if isinstance(v, list) else None
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
 
 
 def _message(path: str, i: int, m: Any, community: str, thread: str,
@@ -59,7 +69,7 @@ def _message(path: str, i: int, m: Any, community: str, thread: str,
     if too_big:
         return too_big
 
-    name = author.get("nickname") or author.get("name")
+    name = _str(author.get("nickname")) or _str(author.get("name"))
     author_id = _snowflake(author.get("id"))
     if author.get("name") == DELETED_NAME:
         kind, author_id, name = "deleted", None, None
@@ -75,11 +85,14 @@ def _message(path: str, i: int, m: Any, community: str, thread: str,
     reactions = m.get("reactions")
     score = None
     if isinstance(reactions, list):
-        score = sum(r.get("count", 0) for r in reactions if isinstance(r, dict) and isinstance(r.get("count"), int))
-    stickers = [s.get("name") for s in m.get("stickers") or [] if isinstance(s, dict) and s.get("name")]
+        score = int64_or_none(sum(r["count"] for r in reactions
+                                  if isinstance(r, dict) and int64_or_none(r.get("count")) is not None))
+    stickers = m.get("stickers")
+    stickers = [s["name"] for s in stickers if isinstance(s, dict) and _str(s.get("name"))] \
+        if isinstance(stickers, list) else []
     extra = {
-        "attachments": len(m.get("attachments") or []) or None,  # counts only: file names can carry PII
-        "embeds": len(m.get("embeds") or []) or None,
+        "attachments": _count(m.get("attachments")),  # counts only: file names can carry PII
+        "embeds": _count(m.get("embeds")),
         "stickers": stickers or None,
         "pinned": True if m.get("isPinned") is True else None,
         "type": mtype if mtype != "Default" else None,
@@ -144,7 +157,8 @@ def read_file(path: str) -> Iterator[Outcome]:
     recipients = _dm_recipients(messages) if is_dm else None
     retrieved_at = parse_iso_utc(doc.get("exportedAt"))
     for i, m in enumerate(messages):
-        yield _message(path, i, m, community, f"{PLATFORM}:{channel_id}", recipients, retrieved_at)
+        yield guarded(lambda: _message(path, i, m, community, f"{PLATFORM}:{channel_id}", recipients, retrieved_at),
+                      path, i, m)
 
 
 read_unit = files_in_turn(read_file)

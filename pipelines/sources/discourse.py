@@ -16,7 +16,8 @@ from typing import Iterator
 
 import orjson
 
-from pipelines.sources.base import Outcome, aliases, iso_micros, parse_json, Quarantined, Reader, Skipped, open_binary, text_size_check
+from pipelines.sources.base import (Outcome, aliases, guarded, int64_or_none, iso_micros, parse_json, Quarantined, Reader,
+                                    Skipped, open_binary, text_size_check)
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -73,11 +74,11 @@ def _posts(page: dict):
 
 def _topic_ids(page: dict) -> set[int]:
     ids = set()
-    if isinstance(page.get("post_stream"), dict) and isinstance(page.get("id"), int):
+    if isinstance(page.get("post_stream"), dict) and _int_field(page, "id") is not None:
         ids.add(page["id"])
     posts = _posts(page)
     if isinstance(posts, list):
-        ids.update(p["topic_id"] for p in posts if isinstance(p, dict) and isinstance(p.get("topic_id"), int))
+        ids.update(p["topic_id"] for p in posts if isinstance(p, dict) and _int_field(p, "topic_id") is not None)
     return ids
 
 
@@ -117,9 +118,10 @@ _micros = iso_micros
 
 
 def _likes(post: dict) -> int | None:
-    for a in post.get("actions_summary") or ():
-        if isinstance(a, dict) and a.get("id") == LIKE_ACTION and isinstance(a.get("count"), int):
-            return a["count"]
+    summary = post.get("actions_summary")
+    for a in summary if isinstance(summary, list) else ():
+        if isinstance(a, dict) and a.get("id") == LIKE_ACTION:
+            return int64_or_none(a.get("count"))
     return None
 
 
@@ -129,8 +131,7 @@ def _compact(d: dict) -> str | None:
 
 
 def _int_field(post: dict, key: str):
-    v = post.get(key)
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    return int64_or_none(post.get(key))
 
 
 def _post(post, n: int, path: str, forum: str, page: dict, numbers: dict) -> Outcome:
@@ -145,7 +146,7 @@ def _post(post, n: int, path: str, forum: str, page: dict, numbers: dict) -> Out
     if pid is None or number is None or not isinstance(post["cooked"], str):
         return Quarantined(path, "wrong_type", f"post {n}: `id`/`post_number` not integers or `cooked` not a string",
                            n, None, raw())
-    topic = _int_field(post, "topic_id") or (page.get("id") if isinstance(page.get("post_stream"), dict) else None)
+    topic = _int_field(post, "topic_id") or (_int_field(page, "id") if isinstance(page.get("post_stream"), dict) else None)
     if not isinstance(topic, int):
         return Quarantined(path, "missing_field", f"post {pid} has no `topic_id`", n, None, raw())
     if post.get("action_code") or post.get("post_type") == SMALL_ACTION:
@@ -214,10 +215,10 @@ def read_unit(paths: list[str]) -> Iterator[Outcome]:
             bad = Quarantined(path, "empty_file", "the page lists no posts", 0, 0)
         pages.append((path, page, bad))
         if bad is None:
-            default_topic = page.get("id") if isinstance(page.get("post_stream"), dict) else None
+            default_topic = _int_field(page, "id") if isinstance(page.get("post_stream"), dict) else None
             for p in posts:
-                if isinstance(p, dict) and isinstance(p.get("id"), int) and isinstance(p.get("post_number"), int):
-                    topic = p.get("topic_id") if isinstance(p.get("topic_id"), int) else default_topic
+                if isinstance(p, dict) and _int_field(p, "id") is not None and _int_field(p, "post_number") is not None:
+                    topic = _int_field(p, "topic_id") or default_topic
                     numbers.setdefault((topic, p["post_number"]), p["id"])
     for path, page, bad in pages:
         if bad is not None:
@@ -225,7 +226,7 @@ def read_unit(paths: list[str]) -> Iterator[Outcome]:
             continue
         forum = forum_of(path)
         for n, post in enumerate(_posts(page)):
-            yield _post(post, n, path, forum, page, numbers)
+            yield guarded(lambda: _post(post, n, path, forum, page, numbers), path, n, post)
 
 
 READER = Reader(

@@ -8,12 +8,15 @@ order, so an author is followed across renames and across days. See docs/formats
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Iterator
 
-from pipelines.sources.base import (Outcome, Quarantined, Reader, Skipped, SourceError, iter_lines_utf8,
+import fsspec
+
+from pipelines.sources.base import (Outcome, guarded, Quarantined, Reader, Skipped, SourceError, iter_lines_utf8,
                                     open_binary, text_size_check)
 from pipelines.sources.chatexport import M
 
@@ -29,6 +32,9 @@ ADDRESS_RE = re.compile(r"^([^\s:,]+)[:,](?:\s|$)")
 # ubottu and its siblings answer factoids; FloodBot* and *Bot* nicks are channel guards.
 KNOWN_BOTS = {"ubottu", "ubot2", "ubot5", "ubot93", "lubotu1", "lubotu2", "lubotu3", "chanserv", "nickserv"}
 BOT_RE = re.compile(r"Bot|^bot(?![a-z])|bot\d*_*$")
+LOG_SUFFIXES = (".txt", ".log")
+
+log = logging.getLogger("socialcorpus.sources.irc")
 
 
 def is_bot(nick: str) -> bool:
@@ -44,10 +50,31 @@ def _parse_path(path: str) -> re.Match:
     return m
 
 
+def _walk(folder: str) -> list[str]:
+    """The day files below ``folder`` (an irclogs root, network, year or month folder)."""
+    fs, local = fsspec.core.url_to_fs(folder)
+    proto = folder.split("://", 1)[0] + "://" if "://" in folder else ""
+    found = sorted(proto + f if proto and not f.startswith(proto) else f for f in fs.find(local)
+                   if f.endswith(LOG_SUFFIXES))
+    days = [f for f in found if PATH_RE.search(f)]
+    if not days:
+        raise SourceError(f"{folder}: no IRC day file below this folder; an IRC log must be laid out as "
+                          "<network>/YYYY/MM/DD/<#channel>.txt (date, channel and network are read from the path)")
+    if len(days) < len(found):
+        others = [f for f in found if not PATH_RE.search(f)]
+        log.warning("%s: %d .txt/.log files are not laid out as <network>/YYYY/MM/DD/<#channel>.txt and are not "
+                    "read, e.g. %s", folder, len(others), others[0])
+    return days
+
+
 def units(paths: list[str]) -> list[list[str]]:
-    """One unit per (network folder, channel): its day files sorted by date."""
+    """One unit per (network folder, channel): its day files sorted by date. A folder is walked."""
     groups: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+    day_files: dict[str, None] = {}  # ordered set: a folder and a file inside it give that file once
     for p in paths:
+        fs, local = fsspec.core.url_to_fs(p)
+        day_files.update(dict.fromkeys(_walk(p.rstrip("/")) if fs.isdir(local) else [p]))
+    for p in day_files:
         m = _parse_path(p)
         groups[(m["root"], m["network"], m["channel"])].append((f"{m['y']}-{m['m']}-{m['d']}", p))
     return [[p for _, p in sorted(files)] for _, files in sorted(groups.items())]
@@ -84,11 +111,76 @@ class _Channel:
         return self.last_message.get(root.casefold())
 
 
+def _line(path: str, ch: _Channel, scope: str, network: str, day: str, ymd: tuple[int, int, int], n: int,
+          offset: int, raw: bytes) -> Outcome:
+    """The outcome of line ``n`` (``raw``, without its newline) of one day file."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Quarantined(path, "invalid_utf8", f"line {n}: byte {e.start} is not UTF-8",
+                           source_record=n, byte_offset=offset, excerpt=raw)
+    if line.startswith("==="):
+        nick = NICK_RE.match(line)
+        if nick:
+            ch.rename(nick.group(1), nick.group(2))
+            return Skipped("nick_change")
+        if TOPIC_RE.match(line):
+            return Skipped("topic_change")
+        if JOIN_PART_RE.match(line):
+            return Skipped("join_part")
+        return Skipped("system_line")
+    m, kind = MESSAGE_RE.match(line), "message"
+    if m is None:
+        m, kind = ACTION_RE.match(line), "action"
+    if m is None:
+        return Quarantined(path, "unparsable_line", f"line {n}: matches no IRC line form",
+                           source_record=n, byte_offset=offset, excerpt=line)
+    hh, mm, nick, text = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4).rstrip()
+    if hh > 23 or mm > 59:
+        return Quarantined(path, "bad_time", f"line {n}: time {hh:02d}:{mm:02d} out of range",
+                           source_record=n, byte_offset=offset, excerpt=line)
+    too_big = text_size_check(text, path, n, raw)
+    if too_big:
+        return too_big
+    root = ch.identity(nick)
+    message_id = f"{PLATFORM}:{scope}:{day}:{n}"
+    parent_inferred = ch.addressed(text, root) if kind == "message" else None
+    ch.last_message[root.casefold()] = message_id
+    return {
+        M.message_id: message_id,
+        M.platform: PLATFORM,
+        M.community: f"{PLATFORM}:{scope}",
+        # One thread per channel-day: a channel never ends, and splitting examples by
+        # thread needs more than one thread per channel (see docs/formats/irc.md).
+        M.thread_id: f"{PLATFORM}:{scope}:{day}",
+        M.parent_inferred: parent_inferred,
+        M.author_id: f"{network}:{root}",
+        M.author_name: nick,
+        M.author_kind: "bot" if is_bot(nick) or is_bot(root) else "user",
+        # irclogs.ubuntu.com writes UTC; other loggers may not (see docs/formats/irc.md).
+        M.created_at: datetime(*ymd, hh, mm, tzinfo=timezone.utc),
+        M.time_kind: "wall",
+        M.time_precision: "minute",
+        M.order_in_source: n,
+        M.kind: kind,
+        M.text: text,
+        M.source_uri: path,
+        M.source_record: n,
+    }
+
+
 def _read_day(path: str, ch: _Channel) -> Iterator[Outcome]:
     pm = _parse_path(path)
     network, channel = pm["network"], pm["channel"]
-    y, mo, d = int(pm["y"]), int(pm["m"]), int(pm["d"])
+    ymd = int(pm["y"]), int(pm["m"]), int(pm["d"])
     day = f"{pm['y']}-{pm['m']}-{pm['d']}"
+    try:
+        date(*ymd)
+    except ValueError:
+        # Every time in the file would be on a day that does not exist: set the file aside whole.
+        yield Quarantined(path, "bad_time", f"the date folder {pm['y']}/{pm['m']}/{pm['d']} is not a calendar "
+                          "date; the file is not read", source_record=0, byte_offset=0)
+        return
     scope = f"{network}/{channel}"
     seen = False
     with open_binary(path) as f:
@@ -98,65 +190,8 @@ def _read_day(path: str, ch: _Channel) -> Iterator[Outcome]:
             if not raw.strip():
                 continue  # blank lines are not records
             seen = True
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Quarantined(path, "invalid_utf8", f"line {n}: byte {e.start} is not UTF-8",
-                                  source_record=n, byte_offset=offset, excerpt=raw)
-                continue
-            if line.startswith("==="):
-                nick = NICK_RE.match(line)
-                if nick:
-                    ch.rename(nick.group(1), nick.group(2))
-                    yield Skipped("nick_change")
-                elif TOPIC_RE.match(line):
-                    yield Skipped("topic_change")
-                elif JOIN_PART_RE.match(line):
-                    yield Skipped("join_part")
-                else:
-                    yield Skipped("system_line")
-                continue
-            m, kind = MESSAGE_RE.match(line), "message"
-            if m is None:
-                m, kind = ACTION_RE.match(line), "action"
-            if m is None:
-                yield Quarantined(path, "unparsable_line", f"line {n}: matches no IRC line form",
-                                  source_record=n, byte_offset=offset, excerpt=line)
-                continue
-            hh, mm, nick, text = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4).rstrip()
-            if hh > 23 or mm > 59:
-                yield Quarantined(path, "bad_time", f"line {n}: time {hh:02d}:{mm:02d} out of range",
-                                  source_record=n, byte_offset=offset, excerpt=line)
-                continue
-            too_big = text_size_check(text, path, n, raw)
-            if too_big:
-                yield too_big
-                continue
-            root = ch.identity(nick)
-            message_id = f"{PLATFORM}:{scope}:{day}:{n}"
-            parent_inferred = ch.addressed(text, root) if kind == "message" else None
-            ch.last_message[root.casefold()] = message_id
-            yield {
-                M.message_id: message_id,
-                M.platform: PLATFORM,
-                M.community: f"{PLATFORM}:{scope}",
-                # One thread per channel-day: a channel never ends, and splitting examples by
-                # thread needs more than one thread per channel (see docs/formats/irc.md).
-                M.thread_id: f"{PLATFORM}:{scope}:{day}",
-                M.parent_inferred: parent_inferred,
-                M.author_id: f"{network}:{root}",
-                M.author_name: nick,
-                M.author_kind: "bot" if is_bot(nick) or is_bot(root) else "user",
-                # irclogs.ubuntu.com writes UTC; other loggers may not (see docs/formats/irc.md).
-                M.created_at: datetime(y, mo, d, hh, mm, tzinfo=timezone.utc),
-                M.time_kind: "wall",
-                M.time_precision: "minute",
-                M.order_in_source: n,
-                M.kind: kind,
-                M.text: text,
-                M.source_uri: path,
-                M.source_record: n,
-            }
+            yield guarded(lambda: _line(path, ch, scope, network, day, ymd, n, offset, raw), path, n, raw=raw,
+                          byte_offset=offset)
     if not seen:
         yield Quarantined(path, "empty_file", "the log file has no lines", source_record=0, byte_offset=0)
 

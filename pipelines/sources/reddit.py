@@ -8,13 +8,15 @@ Each line becomes one outcome. See docs/formats/reddit.md for the field mapping.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterator
 
 import orjson
 import zstandard
 
-from pipelines.sources.base import files_in_turn, parse_json, Outcome, Quarantined, Reader, SourceError, open_binary, text_size_check
+from pipelines.sources.base import (files_in_turn, guarded, int64_or_none, parse_json, Outcome, Quarantined, Reader,
+                                    SourceError, open_binary, text_size_check)
 from pipelines.text import unescape
 from schemas import MESSAGES as M
 
@@ -137,7 +139,10 @@ def _seconds(value) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int with hundreds of digits: no epoch time
+            return None
     if isinstance(value, str):
         try:
             return float(value.strip())
@@ -146,7 +151,9 @@ def _seconds(value) -> float | None:
     return None
 
 
-def _micros(value) -> int | None:
+def epoch_micros(value) -> int | None:
+    """Epoch seconds (int, float or numeric string) as UTC microseconds, or None unless the
+    time falls between 2005 and 2100 (the only range a Reddit timestamp can be in)."""
     s = _seconds(value)
     if s is None or not (MIN_TIME_S <= s < MAX_TIME_S):
         return None
@@ -158,18 +165,23 @@ def _bare(fullname: str) -> str:
 
 
 def _int_or_none(value) -> int | None:
+    """An int64 from an int, float or numeric string (``"12"``, ``"1e3"``); None for anything
+    else, including NaN, infinities (``"1e400"``) and values an int64 cannot hold."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value == value:
-        return int(value)
     if isinstance(value, str):
         try:
-            return int(float(value))
+            value = int(value)  # exact for digit strings; float() would round past 2**53
         except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
             return None
-    return None
+        value = int(value)
+    return int64_or_none(value)
 
 
 def _compact(d: dict) -> str | None:
@@ -200,7 +212,7 @@ def parse_record(obj, path: str, n: int, off: int, raw: bytes) -> Outcome:
 
     if "created_utc" not in obj or obj["created_utc"] is None:
         return _q(path, n, off, "missing_field", f"line {n} (id {rid}) has no `created_utc`", raw)
-    created = _micros(obj["created_utc"])
+    created = epoch_micros(obj["created_utc"])
     if created is None:
         return _q(path, n, off, "bad_time", f"line {n} (id {rid}): `created_utc` {obj['created_utc']!r} "
                   "is not epoch seconds between 2005 and 2100", raw)
@@ -289,14 +301,14 @@ def parse_record(obj, path: str, n: int, off: int, raw: bytes) -> Outcome:
     if edited is True:
         extra["edited"] = True  # old dumps say only that it was edited, not when
     elif edited not in (None, False, 0, "false"):
-        edited_at = _micros(edited)
+        edited_at = epoch_micros(edited)
         if edited_at is None:
             extra["edited"] = True
 
     meta = obj.get("_meta") if isinstance(obj.get("_meta"), dict) else {}
     # Arctic Shift re-crawls a record ~36 h later and stores the newer values with the 2nd time.
-    retrieved_at = _micros(meta.get("retrieved_2nd_on")) or _micros(obj.get("retrieved_on")) \
-        or _micros(obj.get("retrieved_utc"))
+    retrieved_at = epoch_micros(meta.get("retrieved_2nd_on")) or epoch_micros(obj.get("retrieved_on")) \
+        or epoch_micros(obj.get("retrieved_utc"))
     if meta.get("removal_type"):
         extra["removal_type"] = meta["removal_type"]
     if meta.get("was_deleted_later"):
@@ -313,6 +325,7 @@ def read_file(path: str) -> Iterator[Outcome]:
 
     Guarantees one outcome per non-blank line, plus one ``empty_file`` quarantine for a file
     without records and one ``truncated``/``corrupt`` quarantine where a `.zst` stream breaks.
+    A line whose conversion raises anyway is a ``bad_value`` quarantine row (see ``guarded``).
     Raises SourceError only if the file cannot be opened.
     """
     records = 0
@@ -326,7 +339,7 @@ def read_file(path: str) -> Iterator[Outcome]:
         if err is not None:
             yield _q(path, n, off, err.reason, f"line {n}: {err.detail}", raw)
             continue
-        yield parse_record(obj, path, n, off, raw)
+        yield guarded(lambda: parse_record(obj, path, n, off, raw), path, n, raw, off)
     if records == 0:
         yield Quarantined(path, "empty_file", "the file holds no records", source_record=0, byte_offset=0)
 
@@ -341,4 +354,4 @@ READER = Reader(
     file_patterns=("RC_*.zst", "RS_*.zst", "*.zst", "*.ndjson", "*.jsonl", "*.json"),
 )
 
-__all__ = ["READER", "read_file", "iter_lines", "parse_record", "is_bot", "SourceError"]
+__all__ = ["READER", "read_file", "iter_lines", "parse_record", "is_bot", "epoch_micros", "SourceError"]

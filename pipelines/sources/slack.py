@@ -10,6 +10,8 @@ See docs/formats/slack.md.
 
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
 import re
 import zipfile
@@ -19,7 +21,8 @@ from typing import Any, Iterator
 
 import fsspec
 
-from pipelines.sources.base import Outcome, aliases, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
+from pipelines.sources.base import (Outcome, aliases, guarded, Quarantined, Reader, Skipped, SourceError, open_binary,
+                                    text_size_check)
 from pipelines.sources.chatexport import M, from_unix, read_json_bytes, to_json
 from pipelines.text import normalise_newlines
 
@@ -27,6 +30,37 @@ PLATFORM = "slack"
 META_FILES = ("channels.json", "groups.json", "mpims.json", "dms.json", "users.json", "integration_logs.json",
               "canvases.json", "huddle_transcripts.json", "file_conversations.json")
 CONVERSATION_LISTS = ("channels.json", "groups.json", "mpims.json", "dms.json")
+# A conversation folder is recognised by its day files; other files in it are read as day files too.
+DAY_FILE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
+
+# Size caps (inflated bytes). A day file or metadata file is parsed whole, so one file over
+# MAX_MEMBER_BYTES would need several times that in memory; a .zip whose members inflate to more
+# than MAX_ARCHIVE_BYTES in all is a zip bomb or not a chat export. The environment variables
+# below raise or lower them (they reach Spark executors that inherit the driver's environment).
+MAX_MEMBER_BYTES = 256 << 20
+MAX_ARCHIVE_BYTES = 16 << 30
+MEMBER_CAP_ENV, ARCHIVE_CAP_ENV = "SOCIALCORPUS_SLACK_MAX_MEMBER_BYTES", "SOCIALCORPUS_SLACK_MAX_ARCHIVE_BYTES"
+_CHUNK = 1 << 20
+
+log = logging.getLogger("socialcorpus.sources.slack")
+
+
+def caps() -> tuple[int, int]:
+    """(per-file cap, per-archive cap) in inflated bytes: the module defaults or the environment's values."""
+    out = []
+    for env, default in ((MEMBER_CAP_ENV, MAX_MEMBER_BYTES), (ARCHIVE_CAP_ENV, MAX_ARCHIVE_BYTES)):
+        raw = os.environ.get(env)
+        if raw is None or not raw.strip():
+            out.append(default)
+            continue
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise SourceError(f"{env}={raw!r}: must be a positive number of bytes (default {default})")
+        out.append(value)
+    return out[0], out[1]
 
 # Subtypes that are speech (kept as messages); everything else is skipped under a named policy.
 SPEECH_SUBTYPES = {None: "message", "bot_message": "message", "me_message": "action", "file_share": "message",
@@ -60,7 +94,11 @@ class _Export:
         if not u:
             return uid
         prof = u.get("profile") if isinstance(u.get("profile"), dict) else {}
-        return prof.get("display_name") or u.get("name") or prof.get("real_name") or u.get("real_name") or uid
+        # Only strings name anyone: a numeric or empty display_name falls through to the next name.
+        for name in (prof.get("display_name"), u.get("name"), prof.get("real_name"), u.get("real_name")):
+            if isinstance(name, str) and name:
+                return name
+        return uid
 
     def render(self, text: str) -> str:
         """Slack mrkdwn to plain text: ``<@U1>`` -> ``@name``, ``<url|label>`` -> ``label (url)``.
@@ -87,30 +125,45 @@ class _Export:
         return normalise_newlines(text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
 
 
+class _TooLarge(Exception):
+    """A file of the export over a size cap; the message says which cap and how to raise it."""
+
+
 class _Files:
-    """Uniform access to the export's files, in a folder (any fsspec URL) or inside a zip."""
+    """Uniform access to the files below ``root``: a folder (any fsspec URL) or a zip, read member by member.
+
+    ``names`` are paths relative to ``root`` ('/'-separated). Reads are capped: one file at
+    ``member_cap`` inflated bytes (checked against the zip's declared size before inflating, and
+    counted while streaming), all members of a zip together at ``archive_cap``.
+    """
 
     def __init__(self, root: str):
         self.root = root.rstrip("/")
         self.zip = None
         self._zip_handle = None
-        self.prefix = ""
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        self.member_cap, self.archive_cap = caps()
+        self.inflated = 0  # bytes inflated from the zip so far, against archive_cap
+        self.archive_full = False
 
     def open(self) -> None:
         if self.root.lower().endswith(".zip"):
             self._zip_handle = open_binary(self.root)
-            self.zip = zipfile.ZipFile(self._zip_handle)  # BadZipFile is handled by the caller
-            names = [n for n in self.zip.namelist() if not n.endswith("/")]
-            metas = sorted((n for n in names if posixpath.basename(n) in ("channels.json", "users.json")),
-                           key=lambda n: (n.count("/"), n))
-            self.prefix = posixpath.dirname(metas[0]) + "/" if metas and "/" in metas[0] else ""
-            self.names = sorted(n[len(self.prefix):] for n in names if n.startswith(self.prefix))
+            try:
+                self.zip = zipfile.ZipFile(self._zip_handle)  # BadZipFile is handled by the caller
+            except BaseException:
+                self._zip_handle.close()
+                raise
+            self._infos = {i.filename: i for i in self.zip.infolist() if not i.is_dir()}
+            self.names = sorted(self._infos)
+            self.present = set(self.names)
         else:
             fs, path = fsspec.core.url_to_fs(self.root)
             if not fs.isdir(path):
                 raise SourceError(f"{self.root}: a Slack export must be a folder or a .zip")
             base = path.rstrip("/")
             self.names = sorted(p[len(base) + 1:] for p in fs.find(base))
+            self.present = set(self.names)
 
     def close(self) -> None:
         if self.zip is not None:
@@ -118,25 +171,71 @@ class _Files:
             self._zip_handle.close()
 
     def uri(self, rel: str) -> str:
-        return f"zip://{self.prefix}{rel}::{self.root}" if self.zip is not None else f"{self.root}/{rel}"
+        return f"zip://{rel}::{self.root}" if self.zip is not None else f"{self.root}/{rel}"
+
+    def _cap_hint(self, env: str) -> str:
+        return f"set {env} to a larger number of bytes to read it"
 
     def read(self, rel: str) -> bytes:
+        """The whole (inflated) content of ``rel``, or ``_TooLarge`` if it is over a cap."""
         if self.zip is None:
             with open_binary(self.uri(rel)) as f:
-                return f.read()
-        return self.zip.read(self.prefix + rel)
+                data = f.read(self.member_cap + 1)
+            if len(data) > self.member_cap:
+                raise _TooLarge(f"the file is larger than {self.member_cap} bytes (the per-file cap; "
+                                f"{self._cap_hint(MEMBER_CAP_ENV)})")
+            return data
+        info = self._infos[rel]
+        if info.file_size > self.member_cap:
+            raise _TooLarge(f"the member inflates to {info.file_size} bytes, over the per-file cap of "
+                            f"{self.member_cap} ({self._cap_hint(MEMBER_CAP_ENV)}); it was not inflated")
+        left = min(self.member_cap, self.archive_cap - self.inflated)
+        if info.file_size > left or self.archive_full:
+            self.archive_full = True  # the members after it are refused too, however small
+            raise _TooLarge(f"the archive's members inflate to more than {self.archive_cap} bytes in all (the "
+                            f"per-archive cap; {self._cap_hint(ARCHIVE_CAP_ENV)}); this member was not inflated")
+        chunks, size = [], 0
+        with self.zip.open(info) as f:
+            # zipfile stops at the declared size, but count anyway: the cap must not rest on a header.
+            while chunk := f.read(_CHUNK):
+                size += len(chunk)
+                if size > left:
+                    raise _TooLarge(f"the member inflates past {left} bytes, more than it declares "
+                                    f"({info.file_size}); it was not read further")
+                chunks.append(chunk)
+        self.inflated += size
+        return b"".join(chunks)
 
 
 def _load_meta(files: _Files, name: str) -> tuple[Any, Quarantined | None]:
     try:
         data = files.read(name)
-    except (zipfile.BadZipFile, zlib.error, OSError) as e:
+    except _TooLarge as e:
+        # Without its metadata the export's names and channels cannot be resolved: refuse it whole.
+        raise SourceError(f"{files.uri(name)}: {e}") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as e:
         return None, Quarantined(files.uri(name), "corrupt", f"cannot read from the export: {e}", source_record=0)
     doc, q = read_json_bytes(files.uri(name), data)
     if q is None and not isinstance(doc, list):
-        return None, Quarantined(files.uri(name), "wrong_type", f"{name} must be a JSON array", source_record=0,
-                                 excerpt=data)
+        return None, Quarantined(files.uri(name), "wrong_type", f"{posixpath.basename(name)} must be a JSON array",
+                                 source_record=0, excerpt=data)
     return doc, q
+
+
+def export_roots(names: list[str]) -> list[str]:
+    """The export roots among relative file ``names``: prefixes ('' or 'a/b/') of folders that hold
+    conversation folders (folders of ``YYYY-MM-DD.json`` day files) or ``channels.json``/``users.json``.
+
+    An export given one level too high, or zipped inside a wrapper folder, is found all the same.
+    """
+    roots = set()
+    for n in names:
+        parts = n.split("/")
+        if len(parts) >= 2 and DAY_FILE_RE.match(parts[-1]):
+            roots.add("".join(p + "/" for p in parts[:-2]))
+        elif parts[-1] in ("channels.json", "users.json"):
+            roots.add("".join(p + "/" for p in parts[:-1]))
+    return sorted(roots)
 
 
 def _message(ex: _Export, conv_id: str, recipients: dict | None, uri: str, i: int, m: Any) -> Outcome:
@@ -229,85 +328,159 @@ def _message(ex: _Export, conv_id: str, recipients: dict | None, uri: str, i: in
     }
 
 
-def read_export(root: str) -> Iterator[Outcome]:
-    """One outcome per message in every day file of the export at ``root`` (folder or .zip).
+def _conversations(files: _Files, root: str, ex: _Export, dm_members: dict) -> Iterator[Quarantined]:
+    """Fill ``ex.conversations`` and ``dm_members`` from the conversation lists; yield a row per bad file or entry."""
+    for meta in CONVERSATION_LISTS:
+        if root + meta not in files.present:
+            continue
+        doc, q = _load_meta(files, root + meta)
+        if q is not None:
+            yield q
+            continue
+        for j, c in enumerate(doc):
+            if not (isinstance(c, dict) and isinstance(c.get("id"), str)):
+                yield Quarantined(files.uri(root + meta), "bad_value", f"entry {j}: a conversation needs a string "
+                                  "`id`; the entry is ignored", source_record=j, excerpt=repr(c))
+                continue
+            name = c.get("name")
+            if name is not None and not isinstance(name, str):
+                yield Quarantined(files.uri(root + meta), "bad_value",
+                                  f"entry {j}: `name` is a {type(name).__name__}, not a string; its folder is "
+                                  "matched by the id instead", source_record=j, excerpt=repr(c))
+                name = None
+            # DMs have no name: their folder is named by the conversation id.
+            ex.conversations[name or c["id"]] = c
+            if meta in ("dms.json", "mpims.json") and isinstance(c.get("members"), list):
+                dm_members[c["id"]] = [u for u in c["members"] if isinstance(u, str)]
 
-    Broken metadata files are one quarantine row each and the reader falls back (folder
-    names as conversation ids, raw user ids as names); a broken day file is one row.
+
+def _read_root(files: _Files, root: str, workspace: str) -> Iterator[Outcome]:
+    """One outcome per message of the export whose files sit under ``root`` (a prefix of ``files.names``)."""
+    ex = _Export(workspace)
+    dm_members: dict[str, list[str]] = {}
+    yield from _conversations(files, root, ex, dm_members)
+    if root + "users.json" in files.present:
+        doc, q = _load_meta(files, root + "users.json")
+        if q is not None:
+            yield q
+        else:
+            ex.users = {u["id"]: u for u in doc if isinstance(u, dict) and isinstance(u.get("id"), str)}
+
+    folders = {n[len(root):].split("/")[0] for n in files.names
+               if n.startswith(root) and n[len(root):].count("/") == 1 and DAY_FILE_RE.match(posixpath.basename(n))}
+    day_files = [n for n in files.names if n.startswith(root) and n.endswith(".json")
+                 and n[len(root):].count("/") == 1 and n[len(root):].split("/")[0] in folders]
+    where = files.uri(root.rstrip("/")) if root else files.root
+    if not day_files:
+        yield Quarantined(where, "empty_file", "the export has metadata but no conversation folder of "
+                          "YYYY-MM-DD.json day files", source_record=0)
+        return
+    missing = [m for m in ("channels.json", "users.json") if root + m not in files.present]
+    if missing:
+        log.warning("%s: Slack export without %s: %s", where, " and ".join(missing), "; ".join(
+            {"channels.json": "conversation ids are the folder names",
+             "users.json": "authors are named by their user ids"}[m] for m in missing))
+    for rel in day_files:
+        folder = rel[len(root):].split("/", 1)[0]
+        conv = ex.conversations.get(folder, {})
+        conv_id = conv.get("id") or folder
+        members = dm_members.get(conv_id)
+        recipients = None
+        if members:
+            scoped = [f"{workspace}:{u}" for u in sorted(members)]
+            recipients = {a: [b for b in scoped if b != a] or None for a in scoped}
+        uri = files.uri(rel)
+        try:
+            data = files.read(rel)
+        except _TooLarge as e:
+            yield Quarantined(uri, "too_large", f"day file not read: {e}", source_record=0)
+            continue
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as e:
+            yield Quarantined(uri, "corrupt", f"cannot read from the export: {e}", source_record=0)
+            continue
+        doc, q = read_json_bytes(uri, data)
+        head, data = data[:800], None  # the parsed document is all that is needed from here on
+        if q is not None:
+            yield q
+            continue
+        if not isinstance(doc, list):
+            yield Quarantined(uri, "wrong_type", f"a day file must be a JSON array, got {type(doc).__name__}",
+                              source_record=0, excerpt=head)
+            continue
+        for i, m in enumerate(doc):
+            yield guarded(lambda: _message(ex, conv_id, recipients, uri, i, m), uri, i, raw=m)
+
+
+def _workspace(stem: str, root: str, n_roots: int, in_zip: bool) -> str:
+    """The workspace name: the export folder's name; for a zip, the zip's (so a re-zipped export,
+    wrapped in a folder or not, keeps its message ids), or zip/folder when the zip holds several."""
+    if not root:
+        return stem
+    if in_zip:
+        return stem if n_roots == 1 else f"{stem}/{root.rstrip('/')}"
+    return posixpath.basename(root.rstrip("/"))
+
+
+def read_export(path: str) -> Iterator[Outcome]:
+    """One outcome per message in every day file of the export(s) at ``path`` (folder or .zip).
+
+    The export may sit anywhere below ``path`` (see :func:`export_roots`); a zip holding several
+    exports is read as each of them. Broken metadata files are one quarantine row each and the
+    reader falls back (folder names as conversation ids, raw user ids as names); a broken or
+    over-cap day file is one row. Raises SourceError when ``path`` holds no recognisable export
+    or a metadata file is over the size cap.
     """
-    workspace = posixpath.basename(root.rstrip("/"))
-    if workspace.lower().endswith(".zip"):
-        workspace = workspace[:-4]
-    files = _Files(root)
+    name = posixpath.basename(path.rstrip("/"))
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    files = _Files(path)
     try:
         files.open()
     except (zipfile.BadZipFile, zlib.error) as e:
-        yield Quarantined(root, "corrupt", f"not a readable zip archive: {e}", source_record=0)
+        yield Quarantined(path, "corrupt", f"not a readable zip archive: {e}", source_record=0)
         return
     try:
-        ex = _Export(workspace)
-        names = set(files.names)
-        dm_members: dict[str, list[str]] = {}
-        for meta in CONVERSATION_LISTS:
-            if meta not in names:
-                continue
-            doc, q = _load_meta(files, meta)
-            if q is not None:
-                yield q
-                continue
-            for c in doc:
-                if isinstance(c, dict) and isinstance(c.get("id"), str):
-                    # DMs have no name: their folder is named by the conversation id.
-                    ex.conversations[c.get("name") or c["id"]] = c
-                    if meta in ("dms.json", "mpims.json") and isinstance(c.get("members"), list):
-                        dm_members[c["id"]] = [u for u in c["members"] if isinstance(u, str)]
-        if "users.json" in names:
-            doc, q = _load_meta(files, "users.json")
-            if q is not None:
-                yield q
-            else:
-                ex.users = {u["id"]: u for u in doc if isinstance(u, dict) and isinstance(u.get("id"), str)}
-
-        day_files = [n for n in files.names if n.count("/") == 1 and n.endswith(".json")]
-        if not day_files and not names:
-            yield Quarantined(root, "empty_file", "the export holds no files", source_record=0)
-        for rel in day_files:
-            folder = rel.split("/", 1)[0]
-            conv = ex.conversations.get(folder, {})
-            conv_id = conv.get("id") or folder
-            members = dm_members.get(conv_id)
-            recipients = None
-            if members:
-                scoped = [f"{workspace}:{u}" for u in sorted(members)]
-                recipients = {a: [b for b in scoped if b != a] or None for a in scoped}
-            uri = files.uri(rel)
-            try:
-                data = files.read(rel)
-            except (zipfile.BadZipFile, zlib.error, OSError) as e:
-                yield Quarantined(uri, "corrupt", f"cannot read from the export: {e}", source_record=0)
-                continue
-            doc, q = read_json_bytes(uri, data)
-            if q is not None:
-                yield q
-                continue
-            if not isinstance(doc, list):
-                yield Quarantined(uri, "wrong_type", f"a day file must be a JSON array, got {type(doc).__name__}",
-                                  source_record=0, excerpt=data)
-                continue
-            for i, m in enumerate(doc):
-                yield _message(ex, conv_id, recipients, uri, i, m)
+        if not files.names:
+            yield Quarantined(path, "empty_file", "the export holds no files", source_record=0)
+            return
+        roots = export_roots(files.names)
+        if not roots:
+            raise SourceError(f"{path}: no Slack export found: nothing below it is a conversation folder of "
+                              "YYYY-MM-DD.json day files, a channels.json or a users.json")
+        for root in roots:
+            yield from _read_root(files, root, _workspace(stem, root, len(roots), files.zip is not None))
     finally:
         files.close()
 
 
+def _under_folder(p: str) -> list[str]:
+    """The exports below folder ``p``: each export root found in it, and each .zip in it."""
+    fs, local = fsspec.core.url_to_fs(p)
+    base = local.rstrip("/")
+    names = sorted(n[len(base) + 1:] for n in fs.find(base))
+    roots = export_roots(names)
+    # An export nested inside another is read with the outer one.
+    top = [r for r in roots if not any(o != r and r.startswith(o) for o in roots)]
+    out = [p + ("/" + r.rstrip("/") if r else "") for r in top]
+    # Zipped exports in a landing folder; a zip inside an export is an attachment, not an export.
+    out += [f"{p}/{n}" for n in names if n.lower().endswith(".zip") and not any(n.startswith(r) for r in top)]
+    if not out and any("/" not in n and DAY_FILE_RE.match(n) for n in names):
+        out = [posixpath.dirname(p)]  # a conversation folder itself: widened to its export, as a day file is
+    if not out:
+        raise SourceError(f"{p}: no Slack export found: nothing below it is a conversation folder of "
+                          "YYYY-MM-DD.json day files, a channels.json, a users.json or a .zip")
+    return out
+
+
 def units(paths: list[str]) -> list[list[str]]:
-    """One unit per export: a folder or .zip as given, or the export folder around a file inside one."""
+    """One unit per export: a .zip as given, each export found below a folder, or the export around a file."""
     roots = set()
     for p in paths:
         p = p.rstrip("/")
         fs, local = fsspec.core.url_to_fs(p)
-        if p.lower().endswith(".zip") or fs.isdir(local):
+        if p.lower().endswith(".zip"):
             roots.add(p)
+        elif fs.isdir(local):
+            roots.update(_under_folder(p))
         elif posixpath.basename(p) in META_FILES:
             roots.add(posixpath.dirname(p))
         else:  # a day file: <export>/<channel>/<date>.json

@@ -21,7 +21,8 @@ from typing import Iterator
 import fsspec
 import orjson
 
-from pipelines.sources.base import Outcome, iso_micros, Quarantined, Reader, Skipped, SourceError, open_binary, text_size_check
+from pipelines.sources.base import (Outcome, guarded, int64_or_none, iso_micros, Quarantined, Reader, Skipped, SourceError,
+                                    open_binary, text_size_check)
 from pipelines.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
@@ -127,8 +128,9 @@ _micros = iso_micros
 
 
 def _int(value: str | None) -> int | None:
+    """An attribute as an int64, or None if absent, not an integer or beyond int64."""
     try:
-        return int(value) if value is not None else None
+        return int64_or_none(int(value)) if value is not None else None
     except ValueError:
         return None
 
@@ -212,7 +214,7 @@ def read_site(folder: str) -> Iterator[Outcome]:
             yield item
             continue
         n, off, a = item
-        yield _post(a, n, off, path, site, users, posts)
+        yield guarded(lambda: _post(a, n, off, path, site, users, posts), path, n, str(a), off)
 
     if "comments" in files:
         path = files["comments"]
@@ -223,7 +225,7 @@ def read_site(folder: str) -> Iterator[Outcome]:
                 yield item
                 continue
             n, off, a = item
-            yield _comment(a, n, off, path, site, users, posts, said)
+            yield guarded(lambda: _comment(a, n, off, path, site, users, posts, said), path, n, str(a), off)
 
 
 def _post(a: dict, n: int, off: int, path: str, site: str, users: dict, posts: dict) -> Outcome:
