@@ -69,8 +69,13 @@ def _options(parser):
                 yield name, p, a
 
 
-def test_every_flag_has_help_and_shows_its_default():
-    for name, p, a in _options(cli.parser()):
+@pytest.mark.parametrize("make_parser", [cli.parser, "trainer"], ids=["socialcorpus", "train-evaluate"])
+def test_every_flag_has_help_and_shows_its_default(make_parser):
+    if make_parser == "trainer":
+        from trainer import cli as trainer_cli
+
+        make_parser = trainer_cli.parser
+    for name, p, a in _options(make_parser()):
         assert a.help, f"{name} {a.option_strings[0]} has no help text"
         if a.default is not None and a.default is not False and not a.required:
             help_text = p.format_help()
