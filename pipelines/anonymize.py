@@ -314,6 +314,9 @@ def _hash_sources(df: pl.DataFrame, secret: bytes) -> pl.Series:
 
 
 _SIMPLE = re.compile(r"\w+")
+# Strings kept in the Presidio memo of one run before it is emptied (input + result, a few hundred
+# bytes each for typical messages: ~100-200 MB at the cap).
+PRESIDIO_MEMO_MAX = 200_000
 
 
 @lru_cache(maxsize=1024)
@@ -332,6 +335,18 @@ def _mention_regex(complex_names: tuple[str, ...], words: bool = True) -> re.Pat
                  rf"|(?<!\w)(?P<n>{alts})(?!\w)")
     word = r"|(?<!\w)(?P<w>\w+)" if words else ""
     return re.compile(rf"(?P<keep>{_KEEP}){known}|{_EXPLICIT}|{_ADDRESS}{word}", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def _mention_regex_named(complex_names: tuple[str, ...], simple_names: tuple[str, ...]) -> re.Pattern:
+    # The fast form of `_mention_regex` for ASCII text and ASCII one-word names: `w` lists the
+    # names instead of matching every word, so the callback runs per hit, not per word. Same
+    # matches: a name of `\w` characters with `(?<!\w)`/`(?!\w)` around it spans exactly one
+    # word, which for ASCII matches under `re.I` iff its `lower()` is the name; a word that is no
+    # name is skipped, and no alternative can start inside a word (see `_mention_regex`).
+    alts = "|".join(re.escape(c) for c in sorted(simple_names, key=lambda c: (-len(c), c)))
+    base = _mention_regex(complex_names, False).pattern
+    return re.compile(rf"{base}|(?<!\w)(?P<w>{alts})(?!\w)", re.IGNORECASE)
 
 
 _ASCII = [chr(i) for i in range(128)]
@@ -408,7 +423,46 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
         n += 1
         return mention(ps)
 
-    return _mention_regex(complex_names, bool(simple)).sub(sub, text), n
+    if simple and folded is not None and all(c.isascii() for c in simple):
+        present = tuple(sorted(c for c in simple if c in folded))
+        rx = _mention_regex_named(complex_names, present) if present else _mention_regex(complex_names, False)
+    else:
+        rx = _mention_regex(complex_names, bool(simple))
+    return rx.sub(sub, text), n
+
+
+def replace_mentions_reference(text: str, community: str, platform: str, cands: tuple[str, ...],
+                               lookup: dict[tuple[str, str], str], secret: bytes) -> tuple[str, int]:
+    """The slow reference for :func:`replace_mentions`: one regex with a callback on every word
+    and every name alternative, no ASCII shortcuts. Tests hold the fast path to it."""
+    simple = {c for c in cands if _SIMPLE.fullmatch(c)}
+    complex_names = tuple(sorted(c for c in cands if c not in simple))
+    n = 0
+
+    def sub(m: re.Match) -> str:
+        nonlocal n
+        if m.group("keep") is not None:
+            return m.group(0)
+        if complex_names and (m.group("k") or m.group("n")) is not None:
+            n += 1
+            return mention(_known(lookup, community, platform, (m.group("k") or m.group("n")).lower()))
+        if m.group("h") is not None:
+            n += 1
+            h = m.group("h")
+            return mention(_known(lookup, community, platform, h.lower()) or pseudonym(secret, platform, h))
+        if m.group("a") is not None:
+            ps = lookup.get((community, m.group("a").lower()))
+            if ps is None:
+                return m.group(0)
+            n += 1
+            return mention(ps)
+        w = m.group("w").lower()
+        if w not in simple:
+            return m.group(0)
+        n += 1
+        return mention(lookup[(community, w)])
+
+    return _mention_regex(complex_names, True).sub(sub, text), n
 
 
 @dataclass
@@ -454,9 +508,11 @@ def _anon_json(value, community: str, platform: str, cands: tuple[str, ...], pii
     return value
 
 
-def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, force_pii: bool) -> pl.DataFrame:
+def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, force_pii: bool,
+           substring_prefilter: bool = True) -> pl.DataFrame:
     """Per row of ``df``: whether ``col`` needs the Python pass, whether it needs Presidio, and
-    the mentionable known names occurring in it as words (relational: words joined with names)."""
+    the mentionable known names occurring in it as words (relational: words joined with names).
+    ``substring_prefilter=False`` is the slow reference (every row with names split into words)."""
     text = pl.col(col)
     if col == M.extra:  # look through JSON escapes so `\\nBob` still shows the word Bob
         text = text.str.replace_all(_JSON_ESCAPES, " ")
@@ -471,8 +527,17 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
     # are split into words (Diplomacy, the bulk of some corpora, has none: ROLE_PLATFORMS), the
     # rest cannot join anyway.
     with_names = nm[N_COMMUNITY].unique().to_list()
-    words = (base.filter(pl.col(M.community).is_in(with_names) | pl.col("_scope").is_in(with_names))
-             .select("_row", M.community, "_scope", pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
+    # Aho-Corasick first (Polars `contains_any`, one automaton over every first word, no Python
+    # per row): a word of the lower-cased text is a substring of it, so a row where no first
+    # word occurs as a substring has no word hit, and only the rows with one are split into
+    # words and joined (the exact whole-word test below). It drops little on real text (first
+    # words of multi-word names, `the`, `an`, occur almost everywhere); the saving is in the join.
+    firsts = nm[N_FIRST].drop_nulls().unique().to_list()
+    lower = pl.col("_t").str.to_lowercase()
+    words = (base.filter((pl.col(M.community).is_in(with_names) | pl.col("_scope").is_in(with_names))
+                         & ((lower.str.contains_any(firsts).fill_null(False) if firsts else pl.lit(False))
+                            | ~pl.lit(substring_prefilter)))
+             .select("_row", M.community, "_scope", lower.str.extract_all(_WORD).alias("_w"))
              .explode("_w"))
     # Join first, then de-duplicate: the join keeps only the few words that start a known
     # name, so the unique runs on those instead of on every word of every message.
@@ -490,25 +555,28 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
 
 
 def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes, engine: PiiEngine,
-               cfg: AnonymizeConfig) -> tuple[pl.DataFrame, Counter]:
+               cfg: AnonymizeConfig, presidio_memo: dict | None = None) -> tuple[pl.DataFrame, Counter]:
     c = _Ctx(secret, engine, {})
+    if presidio_memo is not None:  # shared by the batches of one run: re-posts across batches too
+        c.presidio_memo = presidio_memo
     comms = pl.concat([df.select(pl.col(M.community).unique().alias("_c")),
                        df.select(platform_scope(pl.col(M.platform)).unique().alias("_c"))])
     nb = names.join(comms, left_on=N_COMMUNITY, right_on="_c", how="semi")
     c.lookup = dict(zip(zip(nb[N_COMMUNITY].to_list(), nb[N_KEY].to_list()), nb[N_PSEUDONYM].to_list()))
     force = engine.needs_all_messages
-    communities, platforms = df[M.community].to_list(), df[M.platform].to_list()
-    new_cols, types_by_col = {}, {}
+    new_cols, types_by_row = {}, {}
     for col in (M.title, M.text, M.extra):
-        values = df[col].to_list()
         fl = _flags(df, col, nb, all_keys=(col == M.extra), force_pii=force)
         todo = fl.filter(pl.col("_todo"))
-        types: list[list[str]] = [[] for _ in range(df.height)]
         c.stats[f"{col}_rows_flagged"] += todo.height
-        # Python per flagged row: Presidio and callback-driven replacement need it; most rows are not flagged.
+        # Python per flagged row: Presidio and callback-driven replacement need it; most rows are not
+        # flagged, and only the flagged rows' values leave Arrow (gathered, then scattered back).
         c.stats[f"{col}_presidio_rows"] += int(todo["_pii"].sum())
-        for row, pii, cands in zip(todo["_row"].to_list(), todo["_pii"].to_list(), todo["_cands"].to_list()):
-            v = values[row]
+        rows = todo["_row"]
+        values = df[col].gather(rows).to_list()
+        communities, platforms = df[M.community].gather(rows).to_list(), df[M.platform].gather(rows).to_list()
+        for i, (row, pii, cands) in enumerate(zip(rows.to_list(), todo["_pii"].to_list(), todo["_cands"].to_list())):
+            v = values[i]
             if v is None:
                 continue
             cands_t = tuple(cands or ())
@@ -518,17 +586,25 @@ def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secr
                 except ValueError:
                     # Not JSON (a reader bug): anonymise it as text rather than leak or drop it.
                     c.stats["extra_not_json"] += 1
-                    values[row], _ = _anon_string(v, communities[row], platforms[row], cands_t, pii, c)
+                    values[i], _ = _anon_string(v, communities[i], platforms[i], cands_t, pii, c)
                     continue
-                values[row] = json.dumps(_anon_json(decoded, communities[row], platforms[row], cands_t, pii, c),
-                                         ensure_ascii=False, separators=(",", ":"))
+                values[i] = json.dumps(_anon_json(decoded, communities[i], platforms[i], cands_t, pii, c),
+                                       ensure_ascii=False, separators=(",", ":"))
             else:
-                values[row], types[row] = _anon_string(v, communities[row], platforms[row], cands_t, pii, c)
-        new_cols[col] = pl.Series(col, values, dtype=pl.String)
-        types_by_col[col] = types
-    pii_types = [t + x for t, x in zip(types_by_col[M.title], types_by_col[M.text])]
-    for ts in pii_types:
+                values[i], types = _anon_string(v, communities[i], platforms[i], cands_t, pii, c)
+                if types:  # title types first, then text (the column order of this loop)
+                    types_by_row.setdefault(row, []).extend(types)
+        new_col = df[col].clone()
+        if len(rows):
+            new_col.scatter(rows, pl.Series(values, dtype=pl.String))
+        new_cols[col] = new_col
+    for ts in types_by_row.values():
         c.stats.update(ts)
+    typed = pl.DataFrame({"_row": list(types_by_row), ANON.pii_types: list(types_by_row.values())},
+                         schema={"_row": pl.UInt32, ANON.pii_types: pl.List(pl.String)})
+    pii_types = (df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
+                 .join(typed, on="_row", how="left", maintain_order="left")[ANON.pii_types]
+                 .fill_null(pl.lit([], dtype=pl.List(pl.String))))
     rec = (df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), M.platform, M.recipient_ids)
            .explode(M.recipient_ids))
     rec = rec.with_columns(pseudonym_expr(pl.col(M.platform), pl.col(M.recipient_ids), rec, secret)
@@ -541,7 +617,7 @@ def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secr
         pl.lit(None, dtype=pl.List(pl.String)).alias(M.author_aliases),
         pl.when(had_recipients).then(rec.sort("_row")[M.recipient_ids]).otherwise(None).alias(M.recipient_ids),
         *new_cols.values(),
-        pl.Series(ANON.pii_types, pii_types, dtype=pl.List(pl.String)),
+        pii_types,
         _hash_sources(df, secret).alias(M.source_uri),
     )
     return hash_scoped_ids(out, scopes), c.stats
@@ -579,9 +655,11 @@ def anonymize_messages(messages: pl.DataFrame, secret: bytes, cfg: AnonymizeConf
     engine = engine or PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
     names = build_name_table(messages, secret, cfg)
     scopes = scope_table(private_scope_candidates(messages), secret)
-    parts, stats = [], Counter()
+    parts, stats, memo = [], Counter(), {}
     for start in range(0, max(messages.height, 1), cfg.batch_rows):
-        out, st = _anonymize(messages.slice(start, cfg.batch_rows), names, scopes, secret, engine, cfg)
+        if len(memo) > PRESIDIO_MEMO_MAX:  # bounded memory on inputs of any size
+            memo.clear()
+        out, st = _anonymize(messages.slice(start, cfg.batch_rows), names, scopes, secret, engine, cfg, memo)
         parts.append(out)
         stats.update(st)
     out = pl.concat(parts) if parts else messages

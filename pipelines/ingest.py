@@ -9,13 +9,13 @@ the log here, the blocking ``record_conservation`` check in Dagster), not an ide
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute
 
 from pipelines import storage
 from pipelines.progress import progress
@@ -118,23 +118,47 @@ def iter_unit_batches(format: str, unit: list[str], batch_rows: int = BATCH_ROWS
     Summed over the batches: records == messages + quarantine + skipped.
     """
     reader = get_reader(format)
+    if reader.read_batches is not None:
+        yield from _block_batches(format, reader.read_batches(unit, batch_rows))
+        return
     rows: list[dict] = []
     qrows: list[dict] = []
     skipped: Counter = Counter()
     n = 0
     for o in reader.read_unit(unit):
         n += 1
-        if isinstance(o, Quarantined):
-            qrows.append(o.row(format))
-        elif isinstance(o, Skipped):
-            skipped[o.reason] += 1
-        else:
-            rows.append(o)
+        _sort_outcome(o, format, rows, qrows, skipped)
         if n >= batch_rows:
             yield UnitBatch(_rows_to_table(rows, format, qrows), qrows, skipped, n)
             rows, qrows, skipped, n = [], [], Counter(), 0
     if n:
         yield UnitBatch(_rows_to_table(rows, format, qrows), qrows, skipped, n)
+
+
+def _sort_outcome(o, format: str, rows: list[dict], qrows: list[dict], skipped: Counter) -> None:
+    """File one reader outcome: a message row, a quarantine row, or a skip counted by reason."""
+    if isinstance(o, Quarantined):
+        qrows.append(o.row(format))
+    elif isinstance(o, Skipped):
+        skipped[o.reason] += 1
+    else:
+        rows.append(o)
+
+
+def _block_batches(format: str, blocks) -> Iterator[UnitBatch]:
+    """UnitBatches from a reader's ``read_batches``: its table joined by the rows of the other
+    outcomes, in record order."""
+    for table, outcomes, n in blocks:
+        rows, qrows, skipped = [], [], Counter()
+        for o in outcomes:
+            _sort_outcome(o, format, rows, qrows, skipped)
+        messages = _rows_to_table(rows, format, qrows) if rows or table is None else None
+        if table is not None and messages is not None and messages.num_rows:
+            messages = pa.concat_tables([table, messages])
+            messages = messages.take(pa.compute.sort_indices(messages, [(MESSAGES.source_record, "ascending")]))
+        elif table is not None:
+            messages = table
+        yield UnitBatch(messages, qrows, skipped, n)
 
 
 def iter_ingest(format: str, paths: list[str], stats: IngestStats, log: logging.Logger | None = None,

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines import storage
-from pipelines.anonymize import (AnonymizeConfig, anonymize_batch, anonymize_messages, build_name_table,
-                                 private_scope_candidates, pseudonym, scope_table, source_key)
+from pipelines.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, AnonymizeConfig, anonymize_batch,
+                                 anonymize_messages, build_name_table, private_scope_candidates, pseudonym,
+                                 replace_mentions, replace_mentions_reference, scope_table, source_key)
 from pipelines.config import from_dict
 from pipelines.context import SECRET_ENV, MissingSecretError, RunContext
 from pipelines.dedup import dedup_records
@@ -330,3 +331,36 @@ def test_private_scopes_are_the_conversations_whose_ids_name_a_person():
                       "discord:1190000000000000001"}
     table = scope_table(private_scope_candidates(df), SECRET)
     assert table.filter(pl.col("scope") == "irc:libera/bo_")["hashed"].item().startswith("irc:libera/p")
+
+
+def test_fast_mention_path_equals_the_slow_reference_on_real_text(messages):
+    # Every real message (and its upper- and title-cased forms, for the case folding), with every
+    # mentionable name of its community as a candidate, plus non-ASCII cases the fast path must
+    # leave to the general regex (`ſ` folds onto `s` under re.I; `lower()` does not).
+    names = build_name_table(messages, SECRET)
+    lookup = dict(zip(zip(names[N_COMMUNITY].to_list(), names[N_KEY].to_list()), names[N_PSEUDONYM].to_list()))
+    cands = {c: tuple(g[N_KEY].to_list()) for (c,), g in names.filter(pl.col(N_MENTIONABLE)).group_by(N_COMMUNITY)}
+    rows = messages.select(M.text, M.community, M.platform).drop_nulls(M.text).iter_rows()
+    cases = [(t, c, p) for text, c, p in rows if c in cands for t in (text, text.upper(), text.title())]
+    comm = next(c for c in cands if any(k.isascii() and k.isalpha() and "s" in k for k in cands[c]))
+    name = next(k for k in cands[comm] if k.isascii() and k.isalpha() and "s" in k)
+    cases += [(f"hi {name.replace('s', 'ſ')} and {name.upper()}!", comm, "x"), (f"{name}: café {name}", comm, "x")]
+    replaced = 0
+    for text, community, platform in cases:
+        fast = replace_mentions(text, community, platform, cands[community], lookup, SECRET)
+        slow = replace_mentions_reference(text, community, platform, cands[community], lookup, SECRET)
+        assert fast == slow, (community, text)
+        replaced += fast[1] > 0
+    assert replaced > 100 and len(cases) > 2000  # the comparison covered real replacements
+
+
+def test_aho_corasick_prefilter_flags_the_same_rows_and_names_as_the_full_word_join(messages):
+    from pipelines.anonymize import _flags
+
+    names = build_name_table(messages, SECRET)
+    for col in (M.title, M.text, M.extra):
+        fast = _flags(messages, col, names, all_keys=(col == M.extra), force_pii=False)
+        slow = _flags(messages, col, names, all_keys=(col == M.extra), force_pii=False, substring_prefilter=False)
+        assert fast.equals(slow), col
+        if col == M.text:  # the comparison covered rows with real name hits
+            assert fast["_cands"].is_not_null().sum() > 50

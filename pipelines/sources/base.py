@@ -98,6 +98,10 @@ class Reader:
     units: Callable[[list[str]], list[list[str]]] = field(default=lambda paths: [[p] for p in sorted(paths)])
     # Which file names a landing-folder sensor should treat as dumps of this format.
     file_patterns: tuple[str, ...] = ("*",)
+    # Optional block reader, ``(paths, batch_rows) -> (messages table or None, other outcomes,
+    # records)`` per block: the same outcomes as ``read_unit``, the common records converted by
+    # column operations (pipelines/ingest.py uses it where present).
+    read_batches: Callable | None = None
 
 
 def open_binary(path: str):
