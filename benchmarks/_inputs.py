@@ -15,6 +15,21 @@ from pipelines.ingest import ingest
 REAL = Path(os.environ.get("SOCIALCORPUS_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 
 
+def real_sources(real: Path = REAL) -> list[dict]:
+    """One `[[sources]]` entry per format, pointing at the real samples in place (tests use it too)."""
+    r = str(real)
+    return [
+        {"format": "reddit", "paths": [f"{r}/reddit/*.zst", f"{r}/reddit/*.ndjson"]},
+        {"format": "stackexchange", "paths": [f"{r}/stackexchange"]},
+        {"format": "discourse", "paths": [f"{r}/discourse/*.json"]},
+        {"format": "diplomacy", "paths": [f"{r}/diplomacy/train.jsonl"]},
+        {"format": "discord", "paths": [f"{r}/discord/dce-frontend-example-guild/*.json"]},
+        {"format": "slack", "paths": [f"{r}/slack/slack-export-viewer_testarchive"]},
+        {"format": "telegram", "paths": [f"{r}/telegram/*.json"]},
+        {"format": "irc", "paths": [f"{r}/irc/ubuntu/*/*/*/*.txt"]},
+    ]
+
+
 def real_messages() -> pl.DataFrame:
     """Reddit, IRC and Discord sample messages after record dedup."""
     with tempfile.TemporaryDirectory() as d:

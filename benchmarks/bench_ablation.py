@@ -26,24 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks._inputs import REAL
+from benchmarks._inputs import REAL, real_sources
 
 DEFAULT_TOKENS = 6_000_000
 SECRET = "bench-ablation-secret-not-for-production"  # pseudonyms only need to be stable within the run
-
-
-def real_sources(real: Path) -> list[dict]:
-    r = str(real)
-    return [
-        {"format": "reddit", "paths": [f"{r}/reddit/*.zst", f"{r}/reddit/*.ndjson"]},
-        {"format": "stackexchange", "paths": [f"{r}/stackexchange"]},
-        {"format": "discourse", "paths": [f"{r}/discourse/*.json"]},
-        {"format": "diplomacy", "paths": [f"{r}/diplomacy/train.jsonl"]},
-        {"format": "discord", "paths": [f"{r}/discord/dce-frontend-example-guild/*.json"]},
-        {"format": "slack", "paths": [f"{r}/slack/slack-export-viewer_testarchive"]},
-        {"format": "telegram", "paths": [f"{r}/telegram/*.json"]},
-        {"format": "irc", "paths": [f"{r}/irc/ubuntu/*/*/*/*.txt"]},
-    ]
 
 
 def build_real(work: str, log) -> dict:

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# real_sources(real): one `[[sources]]` entry per format over the real samples, shared with the benchmarks.
+from benchmarks._inputs import real_sources  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 REAL = Path(os.environ.get("SOCIALCORPUS_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
 
@@ -15,21 +18,6 @@ def real() -> Path:
     if not REAL.is_dir():
         pytest.fail(f"real sample data not found at {REAL}; set SOCIALCORPUS_REAL_DATA")
     return REAL
-
-
-def real_sources(real: Path) -> list[dict]:
-    """One `[[sources]]` entry per format, pointing at the real samples in place."""
-    r = str(real)
-    return [
-        {"format": "reddit", "paths": [f"{r}/reddit/*.zst", f"{r}/reddit/*.ndjson"]},
-        {"format": "stackexchange", "paths": [f"{r}/stackexchange"]},
-        {"format": "discourse", "paths": [f"{r}/discourse/*.json"]},
-        {"format": "diplomacy", "paths": [f"{r}/diplomacy/train.jsonl"]},
-        {"format": "discord", "paths": [f"{r}/discord/dce-frontend-example-guild/*.json"]},
-        {"format": "slack", "paths": [f"{r}/slack/slack-export-viewer_testarchive"]},
-        {"format": "telegram", "paths": [f"{r}/telegram/*.json"]},
-        {"format": "irc", "paths": [f"{r}/irc/ubuntu/*/*/*/*.txt"]},
-    ]
 
 
 TEST_SECRET = "test-secret-not-for-production"
