@@ -36,7 +36,7 @@ ablation: $(STAMP)
 	$(PY) -m benchmarks.bench_ablation
 
 lint: $(STAMP)
-	$(PY) -m ruff check . || true
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(DEMO) .dagster_home build *.egg-info

@@ -10,7 +10,6 @@ corpus file's `[spark]` value when the resource is built with :meth:`from_corpus
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field

@@ -585,7 +585,6 @@ def write_reddit(root: str, rng: random.Random, scale: int, planted: Planted) ->
     com_counter = int("gs00000", 36)
     comments: dict[tuple[int, int], list[dict]] = {m: [] for m in REDDIT_MONTHS}
     submissions: dict[tuple[int, int], list[dict]] = {m: [] for m in REDDIT_MONTHS}
-    pii_where: dict[str, list] = {}
     n_threads = 14 * scale
     long_bodies: list[tuple[dict, str]] = []
 
@@ -851,7 +850,6 @@ def write_stackexchange(root: str, rng: random.Random, scale: int, planted: Plan
     for p in people:
         p.handle = p.display.replace(" ", "")  # the @name form comments use
     planted.people(people)
-    community = Person("-1", "Community", "Community", "bot")
     planted.bot_names.add("Community")
     talk = Talk(rng, "stackexchange")
     t0 = datetime(2019, 6, 1, tzinfo=UTC).timestamp()
@@ -1549,7 +1547,7 @@ def write_telegram(root: str, rng: random.Random, scale: int, planted: Planted) 
     talk = Talk(rng, "telegram")
     t0 = datetime(2023, 11, 5, 9, tzinfo=UTC).timestamp()
     chat_id = 1_788_654_321
-    out, pii, n = [], [], 0
+    out, pii = [], []
     out.append({"id": 1, "type": "service", "date": _tg_local(t0 - 600), "date_unixtime": str(int(t0 - 600)),
                 "actor": people[0].display, "actor_id": f"user{people[0].native_id}", "action": "create_group",
                 "title": "Bike Commuters", "members": [p.display for p in people[:4]], "text": "",
@@ -1632,7 +1630,6 @@ def write_irc(root: str, rng: random.Random, scale: int, planted: Planted) -> No
         p.native_id = p.handle
         p.display = p.handle
     planted.people(people)
-    bot = Person("labbot", "labbot", "labbot", "bot")
     planted.bot_names.add("labbot")
     talk = Talk(rng, "irc", pii_rate=0.04)
     start = datetime(2022, 5, 2, tzinfo=UTC)

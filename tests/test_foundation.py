@@ -1,6 +1,5 @@
 """The foundation: schemas, config file, atomic storage, the reader registry."""
 
-import json
 from pathlib import Path
 
 import polars as pl

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipelines.ingest import ingest
-from pipelines.sources import Quarantined, Skipped, get_reader
+from pipelines.sources import Skipped, get_reader
 from schemas import MESSAGES as M
 
 READER = get_reader("discord")

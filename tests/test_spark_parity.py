@@ -195,7 +195,6 @@ def test_spark_timeline_equals_polars_timeline_on_the_same_input(builds, spark):
 
 def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
     """Generated input over 7 partitions: every timeline's seq is 0..n-1 in key order, equal to Polars."""
-    import pyarrow as pa
 
     from pipelines.engines.spark import spark_schema
     from pipelines.engines.spark_timeline import assign_timeline, number_seq

@@ -54,7 +54,7 @@ def test_history_streams_are_symmetric_too():
 def test_interlocutor_scan_skips_tokens_of_others():
     """Membership: a third party's token does not enter either role's state (zero step), so
     every later position reads exactly the states it would read without that token's input."""
-    m, b = model_with_live_social_block(), batch(B=1, T=12)
+    m = model_with_live_social_block()
     u = torch.randn(1, 12, CFG.n_embd, dtype=torch.float64)
     states = torch.randn(2, 1, m.social.h, m.social.P, m.social.N, dtype=torch.float64)
     roles = torch.full((1, 12), ROLE_THIRD)
