@@ -128,13 +128,14 @@ def pseudonym_expr(platform: pl.Expr, ids: pl.Expr, frame: pl.DataFrame, secret:
 
 
 @lru_cache(maxsize=8)
-def common_words(min_zipf: float) -> tuple[str, ...]:
+def common_words(min_zipf: float) -> pl.Series:
     """English words (wordfreq's bundled `best` list, lower case) with a Zipf frequency of at least
-    ``min_zipf``. One dictionary scan per threshold; the result is a plain list for `is_in`."""
+    ``min_zipf``. One dictionary scan per threshold, kept as a Series so every `is_in` reuses it."""
     from wordfreq import get_frequency_dict
 
     floor = 10 ** (min_zipf - 9)  # Zipf = log10(frequency per billion words)
-    return tuple(sorted(w for w, f in get_frequency_dict("en", wordlist="best").items() if f >= floor))
+    return pl.Series("common", sorted(w for w, f in get_frequency_dict("en", wordlist="best").items() if f >= floor),
+                     dtype=pl.String)
 
 
 def is_mentionable(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
@@ -144,7 +145,7 @@ def is_mentionable(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
     digits = key.str.contains(r"^\d+$")
     return ((key.str.len_chars() >= cfg.min_name_length)
             & (~digits | (key.str.len_chars() >= cfg.min_numeric_id_length))
-            & ~key.is_in(list(common_words(cfg.common_word_zipf)))
+            & ~key.is_in(common_words(cfg.common_word_zipf).implode())
             & ~key.is_in(list(cfg.extra_stopwords)))
 
 
@@ -152,7 +153,7 @@ def is_platform_name(key: pl.Expr, cfg: AnonymizeConfig) -> pl.Expr:
     """Whether a lower-cased name is distinctive enough to be looked for in every community of its
     platform: two or more words separated by spaces, one of them rarer than ``cfg.platform_name_zipf``."""
     words = key.str.extract_all(r"\w+")
-    rare = words.list.eval(~pl.element().is_in(list(common_words(cfg.platform_name_zipf)))).list.any()
+    rare = words.list.eval(~pl.element().is_in(common_words(cfg.platform_name_zipf).implode())).list.any()
     return key.str.contains(r"\w\s+\w") & (words.list.len() >= 2) & rare
 
 
