@@ -13,7 +13,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, AutomationC
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
 from dagster_project.spark import SparkResource
 from dagster_project.results import COUNTS_CHECK, stage_result
-from pipelines.lock import out_lock, step_wait_s
+from pipelines.core.lock import out_lock, step_wait_s
 from pipelines.stages import get_stage, run_stage
 
 # Rebuild when any upstream asset (any partition of it) was updated, once nothing upstream

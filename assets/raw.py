@@ -7,8 +7,8 @@ from dagster_project.partitions import configured_formats, ingest_partition, par
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
 from dagster_project.spark import SparkResource
 from dagster_project.results import RECORDS_CHECK, ingest_result
-from pipelines.config import CorpusConfig
-from pipelines.lock import out_lock, step_wait_s
+from pipelines.core.config import CorpusConfig
+from pipelines.core.lock import out_lock, step_wait_s
 
 GROUP = "ingest"
 

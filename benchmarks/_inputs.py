@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import storage
-from pipelines.dedup import dedup_records
-from pipelines.ingest import ingest
+from pipelines.core import storage
+from pipelines.stages.dedup import dedup_records
+from pipelines.stages.ingest import ingest
 
 REAL = Path(os.environ.get("SOCIALCORPUS_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 

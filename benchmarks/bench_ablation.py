@@ -35,8 +35,8 @@ SECRET = "bench-ablation-secret-not-for-production"  # pseudonyms only need to b
 def build_real(work: str, log) -> dict:
     """Every stage over the real samples with default settings; returns {split: manifest path}."""
     from pipelines.build import build
-    from pipelines.config import from_dict
-    from pipelines.context import RunContext
+    from pipelines.core.config import from_dict
+    from pipelines.core.context import RunContext
 
     cfg = from_dict({"out": f"{work}/out", "sources": real_sources(REAL)}, base_dir=work)
     t0 = time.monotonic()

@@ -37,11 +37,11 @@ os.environ.setdefault("POLARS_MAX_THREADS", "2")  # before Polars starts its poo
 import polars as pl
 
 from benchmarks._inputs import REAL, real_messages
-from pipelines import storage
-from pipelines.anonymize import AnonymizeConfig, anonymize_messages
-from pipelines.dedup import dedup_records
-from pipelines.ingest import ingest
-from pipelines.pii import PiiEngine
+from pipelines.core import storage
+from pipelines.stages.anonymize import AnonymizeConfig, anonymize_messages
+from pipelines.stages.dedup import dedup_records
+from pipelines.stages.ingest import ingest
+from pipelines.core.pii import PiiEngine
 from schemas import MESSAGES as M
 
 N = 6000

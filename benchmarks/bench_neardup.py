@@ -15,8 +15,8 @@ import polars as pl
 from datasketch import MinHash, MinHashLSH
 
 from benchmarks._inputs import real_messages
-from pipelines.minhash import shingles_reference
-from pipelines.neardup import NearDupConfig, near_dedup
+from pipelines.core.minhash import shingles_reference
+from pipelines.stages.neardup import NearDupConfig, near_dedup
 from schemas import DEDUP
 from schemas import MESSAGES as M
 

@@ -9,7 +9,7 @@ replayed with new ids, one broken line in 10,000); every other format is the
 ``socialcorpus sample --scale`` corpus (pipelines/sample.py). For each format the peer (a
 plain loop: ``json.loads`` per line, ``ElementTree.iterparse`` per row, one regex per IRC line,
 ``json.load`` per export file, producing one dict per record) and ours
-(``pipelines.ingest.iter_unit_batches`` to Arrow batches, what ``ingest`` runs) read the same
+(``pipelines.stages.ingest.iter_unit_batches`` to Arrow batches, what ``ingest`` runs) read the same
 files back to back, each in its own child process so its peak RSS is its own.
 """
 
@@ -146,7 +146,7 @@ PEERS = {"reddit": _peer_reddit, "stackexchange": _peer_stackexchange, "diplomac
 
 
 def _ours(fmt, paths):
-    from pipelines.ingest import iter_unit_batches
+    from pipelines.stages.ingest import iter_unit_batches
     from pipelines.sources import get_reader
 
     records = 0
@@ -160,7 +160,7 @@ def _ours(fmt, paths):
 
 def _child(mode: str, fmt: str, paths: list[str]) -> None:
     if mode == "ours":
-        import pipelines.ingest  # imports are set-up, not reading
+        import pipelines.stages.ingest  # imports are set-up, not reading
         import pipelines.sources
 
         pipelines.sources.get_reader(fmt)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         _child(a.child[0], a.child[1], a.child[2:])
         return 0
     from benchmarks._inputs import write_reddit_dump
-    from pipelines.ingest import expand_paths
+    from pipelines.stages.ingest import expand_paths
     from pipelines.sample import write_sample
 
     failed = []

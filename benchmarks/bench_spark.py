@@ -23,9 +23,9 @@ SECRET = "bench-secret-not-for-production"
 
 
 def _child(dumps: str, out: str, master: str, until: str | None) -> dict:
-    from pipelines import config as cfgmod
+    from pipelines.core import config as cfgmod
     from pipelines.build import build
-    from pipelines.context import RunContext
+    from pipelines.core.context import RunContext
     from pipelines.engines.spark import session
 
     cfg = cfgmod.load(os.path.join(dumps, "corpus.toml"))

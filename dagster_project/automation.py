@@ -34,7 +34,7 @@ from dagster import (
 from dagster_project.partitions import PartitionError, partition_keys, partition_of_file
 from pipelines.sources import SourceError
 from dagster_project.resources import CorpusStorage
-from pipelines.config import CorpusConfig
+from pipelines.core.config import CorpusConfig
 
 
 @dataclass(frozen=True)

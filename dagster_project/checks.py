@@ -14,9 +14,9 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from dagster_project.metadata import dropped_total
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
-from pipelines import storage
-from pipelines.checks import CheckResult
-from pipelines.config import CorpusConfig
+from pipelines.core import storage
+from pipelines.core.checks import CheckResult
+from pipelines.core.config import CorpusConfig
 
 
 def to_dagster(result: CheckResult, **extra) -> AssetCheckResult:
@@ -59,7 +59,7 @@ def ingest_conservation(config: CorpusConfig, tables: list[tuple[str, str]], sum
                        [[u for u, _ in tables]])
 
 
-# pair examples count two flows (see pipelines.examples.examples_stats): messages in become
+# pair examples count two flows (see pipelines.stages.examples.examples_stats): messages in become
 # targets or are dropped, and candidate (author, interlocutor, target) rows become examples
 # or are capped away.
 EXAMPLE_CANDIDATE_DROPS = ("user_disjoint", "cap_target", "cap_pair", "cap_author")
@@ -90,7 +90,7 @@ def stage_conservation(stage: str, summary: dict) -> CheckResult:
 
 def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:
     """No raw handle, e-mail, phone or the secret of `messages` survives in `messages_anon`."""
-    from pipelines.leaks import scan_leaks
+    from pipelines.core.leaks import scan_leaks
 
     raw = storage.read(config.table_url("messages"))
     anon = storage.read(config.table_url("messages_anon"))
@@ -99,26 +99,26 @@ def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:
 
 
 def timeline_order(config: CorpusConfig) -> CheckResult:
-    from pipelines.timeline import check_order
+    from pipelines.stages.timeline import check_order
 
     return check_order(storage.read(config.table_url("timeline")))
 
 
 def histories_causal(config: CorpusConfig) -> CheckResult:
-    from pipelines.histories import check_causal
+    from pipelines.stages.histories import check_causal
 
     return check_causal(storage.read(config.table_url("reading_histories")))
 
 
 def no_split_leakage(config: CorpusConfig) -> CheckResult:
-    from pipelines.examples import check_split_leakage
+    from pipelines.stages.examples import check_split_leakage
 
     return check_split_leakage(storage.read(config.table_url("pair_examples")))
 
 
 def manifests_verify(config: CorpusConfig) -> CheckResult:
     """Every split's manifest.json matches its shards (rows, tokens, sha256)."""
-    from pipelines.shards import verify_manifest
+    from pipelines.stages.shards import verify_manifest
 
     root = config.table_url("shards")
     fs, path = storage.fs_and_path(root)

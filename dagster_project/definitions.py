@@ -35,8 +35,8 @@ from dagster_project.checks import ASSET_CHECKS
 from dagster_project.partitions import configured_formats, partition_keys
 from dagster_project.resources import CorpusConfigResource, CorpusStorage, PseudonymSecret
 from dagster_project.spark import SparkResource
-from pipelines import config as cfgmod
-from pipelines.context import SECRET_ENV
+from pipelines.core import config as cfgmod
+from pipelines.core.context import SECRET_ENV
 from pipelines.sources import FORMATS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ import fnmatch
 
 from dagster import MonthlyPartitionsDefinition, StaticPartitionsDefinition
 
-from pipelines import ingest as ingest_mod
-from pipelines.config import CorpusConfig
-from pipelines.partitions import (MONTHLY_FORMATS, PartitionError, files_by_month,  # noqa: F401 (re-exported)
+from pipelines.stages import ingest as ingest_mod
+from pipelines.core.config import CorpusConfig
+from pipelines.core.partitions import (MONTHLY_FORMATS, PartitionError, files_by_month,  # noqa: F401 (re-exported)
                                   merge_summaries, month_of_file)
 from pipelines.sources import FORMATS
 
@@ -66,20 +66,23 @@ def ingest_partition(ctx, format: str, key: str) -> dict:
     without files still writes empty tables, so a re-run after files were withdrawn
     replaces the old partition.
     """
+    from pipelines import engines
+
     config = ctx.config
+    engine = engines.for_run(ctx)
     if format not in MONTHLY_FORMATS:
         src = config.source(key)
         if src.format != format:
             raise PartitionError(f"partition {key!r} is a {src.format} source, not {format}")
-        return ingest_mod.ingest_source(ctx, key)
+        return ingest_mod.ingest_source(ctx, key, engine)
     per = []
     for s in config.sources:
         if s.format != format:
             continue
         files = files_by_month(s).get(key, [])
         ctx.log.info("ingest %s month %s: %d file(s) from source %s", format, key, len(files), s.name)
-        stats = ingest_mod.ingest_files(ctx, format, files, config.table_url("messages_raw", s.name, key),
-                                        config.table_url("quarantine", s.name, key))
+        stats = engine.ingest(format, files, config.table_url("messages_raw", s.name, key),
+                              config.table_url("quarantine", s.name, key), ctx.log)
         per.append({"source": s.name, **stats.summary()})
     return {**merge_summaries(per, format=format, partition=key), "sources": per}
 

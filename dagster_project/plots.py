@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from dagster_project.metadata import png_markdown  # noqa: E402
-from pipelines import storage  # noqa: E402
-from pipelines.config import CorpusConfig  # noqa: E402
+from pipelines.core import storage  # noqa: E402
+from pipelines.core.config import CorpusConfig  # noqa: E402
 from schemas import EXAMPLES, HISTORIES, TIMELINE  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import fsspec
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines import config as cfgmod
-from pipelines.context import RunContext
+from pipelines.core import config as cfgmod
+from pipelines.core.context import RunContext
 
 # resource field -> (config section, field of that section's dataclass)
 OVERRIDES: dict[str, tuple[str, str]] = {

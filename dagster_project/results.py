@@ -13,8 +13,8 @@ from dagster import AssetCheckResult, MaterializeResult, MetadataValue
 from dagster_project import checks, plots
 from dagster_project.metadata import dropped_total, rate, summary_metadata
 from dagster_project.partitions import partition_tables
-from pipelines import storage
-from pipelines.config import CorpusConfig
+from pipelines.core import storage
+from pipelines.core.config import CorpusConfig
 
 COUNTS_CHECK = "counts_conserved"
 RECORDS_CHECK = "record_conservation"

@@ -1,20 +1,20 @@
 """`socialcorpus build`: every available stage, in order, on the configured engine, under the
-output lock (pipelines/lock.py): a second build on the same `out` refuses instead of racing."""
+output lock (pipelines/core/lock.py): a second build on the same `out` refuses instead of racing."""
 
 from __future__ import annotations
 
 import time
 
-from pipelines.context import RunContext
-from pipelines.lock import out_lock
-from pipelines.progress import progress
+from pipelines.core.context import RunContext
+from pipelines.core.lock import out_lock
+from pipelines.core.progress import progress
 from pipelines.stages import STAGES
 
 
 def build(ctx: RunContext, until: str | None = None, command: str | None = None) -> dict:
     """Run the stages in order (up to and including ``until``); return ``{stage: summary}``.
 
-    Holds the lock on ``out`` throughout (raises :class:`pipelines.lock.OutLockedError`
+    Holds the lock on ``out`` throughout (raises :class:`pipelines.core.lock.OutLockedError`
     naming the holder if another run has it); taking it first repairs what killed runs left,
     and the summary's ``recovered`` says what, when anything was.
     """

@@ -30,9 +30,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from pipelines import storage
-    from pipelines.ingest import ingest
-    from pipelines.lock import out_lock
+    from pipelines.core import storage
+    from pipelines.stages.ingest import ingest
+    from pipelines.core.lock import out_lock
 
     with out_lock(args.out):  # refused (exit 2, naming the holder) while another run writes `out`
         stats = ingest(args.format, args.paths, storage.join(args.out, "messages_raw", args.format),
@@ -42,11 +42,12 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from pipelines import config as cfgmod
-    from pipelines import report, storage
+    from pipelines.core import config as cfgmod
+    from pipelines import report
+    from pipelines.core import storage
     from pipelines.build import build
-    from pipelines.context import RunContext
-    from pipelines.lock import out_lock
+    from pipelines.core.context import RunContext
+    from pipelines.core.lock import out_lock
 
     cfg = cfgmod.load(args.config)
     if args.engine:
@@ -113,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="storage root: writes OUT/messages_raw/FORMAT and OUT/quarantine/FORMAT")
     s.set_defaults(func=cmd_ingest)
 
-    from pipelines.config import ENGINES, CorpusConfig
+    from pipelines.core.config import ENGINES, CorpusConfig
 
     s = sub.add_parser("build", help="run every stage on the corpus described by a config file",
                        formatter_class=_Help)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return trainer_cli.main(argv)
     args = parser().parse_args(argv)
-    from pipelines.progress import configure_logging
+    from pipelines.core.progress import configure_logging
 
     configure_logging(args.verbose)
     try:

@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="-v: every Dagster event; -vv: also the libraries' INFO logs")
     args = p.parse_args(argv)
 
-    from pipelines import config as cfgmod
+    from pipelines.core import config as cfgmod
     from pipelines import report
-    from pipelines.progress import configure_logging
+    from pipelines.core.progress import configure_logging
 
     configure_logging(args.verbose, default_level=logging.INFO)
     dumps = os.path.join(args.dir, "dumps")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.no_dagster:
         from pipelines.build import build
-        from pipelines.context import RunContext
+        from pipelines.core.context import RunContext
 
         summary = build(RunContext(cfg))
         how = "socialcorpus build (Polars engine)"

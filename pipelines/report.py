@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pipelines import storage
+from pipelines.core import storage
 
 # Stage name (pipelines/stages.py) -> the Dagster asset that runs it (dagster_project/definitions.py).
 STAGE_ASSETS = {"dedup": "messages", "anonymize": "messages_anon", "neardup": "messages_dedup",

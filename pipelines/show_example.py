@@ -23,8 +23,8 @@ from typing import Any, Mapping
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from pipelines import render, storage
-from pipelines import tokenizer as T
+from pipelines.core import render, storage
+from pipelines.stages import tokenizer as T
 from schemas import SHARD as S
 from schemas.shards import ROLE_NAMES, ROLE_OTHER, ROLE_SELF
 

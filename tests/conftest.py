@@ -26,7 +26,7 @@ TEST_SECRET = "test-secret-not-for-production"
 @pytest.fixture(scope="session")
 def real_config(real, tmp_path_factory):
     """A CorpusConfig over every real sample, writing to a session temp dir."""
-    from pipelines.config import from_dict
+    from pipelines.core.config import from_dict
 
     out = tmp_path_factory.mktemp("real_out")
     return from_dict({"out": str(out), "sources": real_sources(real),
@@ -52,7 +52,7 @@ def real_built(real_config):
     their own in a temp dir.
     """
     from pipelines.build import build
-    from pipelines.context import RunContext
+    from pipelines.core.context import RunContext
 
     summary = build(RunContext(real_config, secret_value=TEST_SECRET))
     return real_config, summary

@@ -7,16 +7,16 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines import storage
-from pipelines.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, AnonymizeConfig, anonymize_batch,
+from pipelines.core import storage
+from pipelines.stages.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, AnonymizeConfig, anonymize_batch,
                                  anonymize_messages, build_name_table, private_scope_candidates, pseudonym,
                                  replace_mentions, replace_mentions_reference, scope_table, source_key)
-from pipelines.config import from_dict
-from pipelines.context import SECRET_ENV, MissingSecretError, RunContext
-from pipelines.dedup import dedup_records
-from pipelines.ingest import ingest
-from pipelines.leaks import scan_leaks
-from pipelines.pii import PiiEngine
+from pipelines.core.config import from_dict
+from pipelines.core.context import SECRET_ENV, MissingSecretError, RunContext
+from pipelines.stages.dedup import dedup_records
+from pipelines.stages.ingest import ingest
+from pipelines.core.leaks import scan_leaks
+from pipelines.core.pii import PiiEngine
 from schemas import ANON, RECORDS
 from schemas import MESSAGES as M
 from schemas.placeholders import MENTION_RE, PLACEHOLDERS, mention
@@ -185,7 +185,7 @@ def test_batch_function_matches_frame_function(planted, anon, engine):
 def test_missing_secret_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv(SECRET_ENV, raising=False)
     cfg = from_dict({"out": str(tmp_path)}, base_dir=str(tmp_path))
-    from pipelines import anonymize
+    from pipelines.stages import anonymize
     with pytest.raises(MissingSecretError, match=SECRET_ENV):
         anonymize.run(RunContext(cfg, log=logging.getLogger("test")))
 
@@ -194,7 +194,7 @@ def test_stage_run_writes_messages_anon_and_uses_demo_secret(tmp_path, monkeypat
     monkeypatch.delenv(SECRET_ENV, raising=False)
     cfg = from_dict({"out": str(tmp_path), "anonymize": {"demo_secret": "demo-only-secret"}}, base_dir=str(tmp_path))
     storage.write_table(cfg.table_url("messages"), messages.head(200), schema=RECORDS)
-    from pipelines import anonymize
+    from pipelines.stages import anonymize
     with caplog.at_level(logging.DEBUG):
         stats = anonymize.run(RunContext(cfg))
     out = storage.read(cfg.table_url("messages_anon"))
@@ -355,7 +355,7 @@ def test_fast_mention_path_equals_the_slow_reference_on_real_text(messages):
 
 
 def test_aho_corasick_prefilter_flags_the_same_rows_and_names_as_the_full_word_join(messages):
-    from pipelines.anonymize import _flags
+    from pipelines.stages.anonymize import _flags
 
     names = build_name_table(messages, SECRET)
     for col in (M.title, M.text, M.extra):

@@ -1,7 +1,7 @@
 """One writer per `out`: a second build refuses naming the holder; a dead holder's lock is taken over.
 
 Real processes throughout, on a corpus over the real Telegram sample: the holder is a Python
-process inside ``pipelines.lock.out_lock`` (so the test controls how long it holds) or a real
+process inside ``pipelines.core.lock.out_lock`` (so the test controls how long it holds) or a real
 build paused after its train shards; the contender is the real ``socialcorpus`` CLI or a
 Dagster materialisation; kills are real SIGKILLs.
 """
@@ -17,15 +17,15 @@ import time
 
 import pytest
 
-from pipelines import storage
-from pipelines.lock import OutLockedError, lock_path, out_lock, read_holder
+from pipelines.core import storage
+from pipelines.core.lock import OutLockedError, lock_path, out_lock, read_holder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "SOCIALCORPUS_SECRET": "test-secret-not-for-production"}
 
 _HOLDER = r"""
 import sys
-from pipelines.lock import out_lock
+from pipelines.core.lock import out_lock
 with out_lock(sys.argv[1], "holder under test"):
     print("locked", flush=True)
     sys.stdin.read()  # hold until the test closes stdin (or kills us)
@@ -145,7 +145,8 @@ def test_dagster_steps_wait_for_the_lock_and_then_refuse_naming_the_holder(corpu
 
 _BUILD_KILLED_AFTER_TRAIN = r"""
 import sys, time
-from pipelines import cli, shards
+from pipelines import cli
+from pipelines.stages import shards
 
 real_write_split = shards.write_split
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TEST_SECRET
 from pipelines import cli
-from pipelines.context import SECRET_ENV
+from pipelines.core.context import SECRET_ENV
 from pipelines.sample import write_sample
 from pipelines.stages import STAGES
 from test_dagster_materialize import write_config
@@ -107,7 +107,7 @@ def _until_choices(p):
 def test_progress_off_a_terminal_draws_no_bar_and_logs_counts_and_rate(capsys, caplog):
     import logging
 
-    from pipelines.progress import progress
+    from pipelines.core.progress import progress
 
     with caplog.at_level(logging.INFO, logger="socialcorpus"):
         with progress("ingest x", logging.getLogger("socialcorpus.test"), total=30, unit="records", every_s=0) as p:
@@ -121,7 +121,7 @@ def test_progress_off_a_terminal_draws_no_bar_and_logs_counts_and_rate(capsys, c
 
 
 def test_progress_on_a_terminal_draws_a_bar_on_stderr(capsys):
-    from pipelines.progress import progress
+    from pipelines.core.progress import progress
 
     with progress("write train shards", total=4, unit="rows", bar=True) as p:
         p.update(4, files=1)

@@ -6,10 +6,12 @@ import shutil
 import polars as pl
 import pytest
 
-from pipelines import cli, storage
+from pipelines import cli
+
+from pipelines.core import storage
 from pipelines import show_example as SE
-from pipelines import tokenizer as T
-from pipelines.config import load
+from pipelines.stages import tokenizer as T
+from pipelines.core.config import load
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
 

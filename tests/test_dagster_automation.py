@@ -10,7 +10,7 @@ from dagster import (AssetKey, DagsterInstance, build_schedule_context, build_se
 from dagster_project.definitions import STAGE_KEYS, build_defs, make_resources
 from dagster_project.partitions import month_of_file, partition_of_file
 from dagster_project.resources import CorpusStorage
-from pipelines.config import load
+from pipelines.core.config import load
 from test_dagster_materialize import write_config
 
 SECRET = "sensor-test-secret"

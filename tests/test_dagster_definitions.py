@@ -8,7 +8,7 @@ from dagster import AssetKey, Definitions, EnvVar
 
 from dagster_project.definitions import STAGE_KEYS, build_defs, defs, make_resources
 from dagster_project.resources import OVERRIDES, CorpusConfigResource
-from pipelines.config import from_dict
+from pipelines.core.config import from_dict
 from pipelines.sources import FORMATS
 from test_dagster_materialize import write_config
 

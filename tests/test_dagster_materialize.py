@@ -9,8 +9,8 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 from conftest import TEST_SECRET, real_sources
 from dagster_project.checks import ASSET_CHECKS, no_pii_leak_check
 from dagster_project.definitions import STAGE_KEYS, build_defs, make_resources, materialize_corpus
-from pipelines import storage
-from pipelines.config import load
+from pipelines.core import storage
+from pipelines.core.config import load
 from schemas import ANON, MESSAGES
 
 

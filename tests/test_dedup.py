@@ -5,9 +5,9 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from pipelines import storage
-from pipelines.dedup import dedup_records
-from pipelines.ingest import ingest
+from pipelines.core import storage
+from pipelines.stages.dedup import dedup_records
+from pipelines.stages.ingest import ingest
 from schemas import MESSAGES as M
 from schemas import RECORDS
 

@@ -7,9 +7,9 @@ import json
 import polars as pl
 import pytest
 
-from pipelines.examples import ExamplesConfig, build_examples, check_split_leakage
-from pipelines.histories import HistoryConfig, build_histories
-from pipelines.timeline import build_timeline
+from pipelines.stages.examples import ExamplesConfig, build_examples, check_split_leakage
+from pipelines.stages.histories import HistoryConfig, build_histories
+from pipelines.stages.timeline import build_timeline
 from schemas import DEDUP as D
 from schemas import EXAMPLES as E
 from test_timeline import at, dedup_frame, diplomacy_games, irc_channel, mixed_corpus, reddit_tree

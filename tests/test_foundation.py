@@ -6,8 +6,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines import storage
-from pipelines.config import ConfigError, from_dict, load
+from pipelines.core import storage
+from pipelines.core.config import ConfigError, from_dict, load
 from pipelines.sources import FORMATS, get_reader
 from schemas import ALL_TABLES, MESSAGES
 from schemas.docs import render
@@ -102,7 +102,7 @@ def test_storage_works_on_memory_urls():
 
 
 def test_a_literal_path_with_glob_characters_is_used_as_is(tmp_path):
-    from pipelines.ingest import expand_paths
+    from pipelines.stages.ingest import expand_paths
     from pipelines.sources import SourceError
 
     f = tmp_path / "Guild - general [1060927310439657577].json"

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipelines.ingest import iter_unit_batches
+from pipelines.stages.ingest import iter_unit_batches
 from pipelines.sources import get_reader
 from schemas import MESSAGES as M, QUARANTINE
 
@@ -484,7 +484,7 @@ def test_reddit_file_without_a_month_always_has_a_partition_and_ingest_agrees(re
     and reading it yields at least one outcome (the file's quarantine row if nothing else)."""
     import zstandard
 
-    from pipelines.partitions import UNDATED_MONTH, month_of_file
+    from pipelines.core.partitions import UNDATED_MONTH, month_of_file
 
     pool = reddit_records()
     data = garbage + b"".join(dump(pool[p % len(pool)]) + b"\n" for p in picks)

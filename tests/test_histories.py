@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from pipelines.histories import HistoryConfig, build_histories, check_causal
-from pipelines.timeline import build_timeline
+from pipelines.stages.histories import HistoryConfig, build_histories, check_causal
+from pipelines.stages.timeline import build_timeline
 from schemas import HISTORIES as H
 from test_timeline import dedup_frame, at, diplomacy_games, irc_channel, mixed_corpus, reddit_tree
 from schemas import DEDUP as D

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from pipelines.leaks import scan_leaks
+from pipelines.core.leaks import scan_leaks
 from schemas import MESSAGES as M
 
 SECRET = b"scanner-test-secret"

@@ -166,7 +166,7 @@ def test_deeply_nested_html_renders_in_linear_memory():
     # (390 KB took 1.9 GB, 780 KB was a MemoryError).
     res = run_limited("""
 import time
-from pipelines.text import html_to_text, MAX_QUOTE_DEPTH
+from pipelines.core.text import html_to_text, MAX_QUOTE_DEPTH
 depth = 100_000
 html = "<blockquote><p>q</p>" * depth + "</blockquote>" * depth
 t = time.time()

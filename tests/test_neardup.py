@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 from datasketch import MinHash
 
-from pipelines import storage
-from pipelines.dedup import dedup_records
-from pipelines.ingest import ingest
-from pipelines.minhash import shingle_frame, shingles_reference, signatures
-from pipelines.neardup import NearDupConfig, components, near_dedup
+from pipelines.core import storage
+from pipelines.stages.dedup import dedup_records
+from pipelines.stages.ingest import ingest
+from pipelines.core.minhash import shingle_frame, shingles_reference, signatures
+from pipelines.stages.neardup import NearDupConfig, components, near_dedup
 from schemas import DEDUP
 from schemas import MESSAGES as M
 

@@ -12,11 +12,11 @@ import re
 import polars as pl
 import pytest
 
-from pipelines import config as cfgmod
-from pipelines import storage
-from pipelines.anonymize import AnonymizeConfig, is_mentionable
-from pipelines.context import RunContext
-from pipelines.leaks import scan_leaks
+from pipelines.core import config as cfgmod
+from pipelines.core import storage
+from pipelines.stages.anonymize import AnonymizeConfig, is_mentionable
+from pipelines.core.context import RunContext
+from pipelines.core.leaks import scan_leaks
 
 ANON_TABLES = ("messages_anon", "messages_dedup", "timeline", "reading_histories", "pair_examples")
 
@@ -165,7 +165,7 @@ def _everything(df: pl.DataFrame) -> str:
 @pytest.fixture(scope="module")
 def private_build(tmp_path_factory):
     from pipelines.build import build
-    from pipelines.config import from_dict
+    from pipelines.core.config import from_dict
 
     root = tmp_path_factory.mktemp("private")
     secrets = write_private_dumps(root / "dumps")

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipelines import ingest as ingest_mod, storage
+from pipelines.stages import ingest as ingest_mod
+
+from pipelines.core import storage
 from pipelines.sources import Quarantined, get_reader
 from pipelines.sources.base import guarded, iso_micros, parse_iso_utc
 from schemas import MESSAGES as M
@@ -87,8 +89,8 @@ def test_reddit_huge_score_survives_ingest_into_parquet(real, tmp_path):
 # --- Reddit partitions: build and ingest agree ----------------------------------------------------
 
 def _build_ingest(tmp_path, paths):
-    from pipelines.config import from_dict
-    from pipelines.context import RunContext
+    from pipelines.core.config import from_dict
+    from pipelines.core.context import RunContext
 
     cfg = from_dict({"out": str(tmp_path / "out"), "sources": [{"format": "reddit", "paths": paths}]},
                     base_dir=str(tmp_path))
@@ -102,7 +104,7 @@ def _build_ingest(tmp_path, paths):
 ])
 def test_build_files_a_dateless_broken_reddit_dump_under_the_first_month_and_quarantines_it(
         real, tmp_path, name, data, reason):
-    from pipelines.partitions import UNDATED_MONTH, month_of_file
+    from pipelines.core.partitions import UNDATED_MONTH, month_of_file
 
     bad = tmp_path / name
     bad.write_bytes(data)
@@ -120,13 +122,13 @@ def test_build_files_a_dateless_broken_reddit_dump_under_the_first_month_and_qua
 
 def test_the_undated_month_is_a_dagster_partition():
     from dagster_project.partitions import REDDIT_MONTHS
-    from pipelines.partitions import UNDATED_MONTH
+    from pipelines.core.partitions import UNDATED_MONTH
 
     assert REDDIT_MONTHS.get_first_partition_window().start.strftime("%Y-%m") == UNDATED_MONTH
 
 
 def test_a_garbage_first_line_does_not_hide_the_month_of_the_next(real, tmp_path):
-    from pipelines.partitions import month_of_file
+    from pipelines.core.partitions import month_of_file
 
     lines = (real / "reddit" / "paul-e_test_comments.ndjson").read_bytes()
     path = tmp_path / "export.zst"
@@ -309,7 +311,7 @@ def test_a_quarantine_excerpt_with_a_lone_surrogate_is_still_writable():
 @pytest.mark.spark
 @pytest.mark.slow
 def test_spark_ingest_counts_records_and_messages_like_polars(spark, real, tmp_path):
-    from pipelines.engines import spark as spark_engine
+    from pipelines.engines import spark_ingest
 
     lines = _reddit_lines(real)[:6]
     lines[2]["created_utc"] = "1e400"
@@ -317,7 +319,7 @@ def test_spark_ingest_counts_records_and_messages_like_polars(spark, real, tmp_p
     with open(path, "ab") as f:
         f.write(b"{broken\n")
     polars = ingest_mod.ingest("reddit", [str(path)], str(tmp_path / "pm"), str(tmp_path / "pq"))
-    on_spark = spark_engine.ingest(spark, "reddit", [str(path)], str(tmp_path / "sm"), str(tmp_path / "sq"))
+    on_spark = spark_ingest.ingest(spark, "reddit", [str(path)], str(tmp_path / "sm"), str(tmp_path / "sq"))
     assert polars.summary() == on_spark.summary()
     assert (on_spark.records, on_spark.messages, on_spark.quarantined) == (7, 5, 2)
 

@@ -7,7 +7,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from pipelines.ingest import _rows_to_table, iter_unit_batches
+from pipelines.stages.ingest import _rows_to_table, iter_unit_batches
 from pipelines.sample import zstd_long
 from pipelines.sources import Quarantined, reddit
 from pipelines.sources.base import MAX_TEXT_CHARS

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from pipelines import config as cfgmod
-from pipelines.ingest import ingest
+from pipelines.core import config as cfgmod
+from pipelines.stages.ingest import ingest
 from pipelines.sample import iban, luhn_ok, write_sample
 from pipelines.sources import FORMATS
 from schemas import MESSAGES as M
@@ -185,7 +185,7 @@ def test_planted_duplicates_are_in_the_ingested_tables(ingested, planted):
 
 
 def test_corpus_toml_configures_every_format_with_a_demo_secret(sample, monkeypatch):
-    from pipelines.context import SECRET_ENV, RunContext
+    from pipelines.core.context import SECRET_ENV, RunContext
 
     cfg = cfgmod.load(str(sample[0] / "corpus.toml"))
     assert sorted(s.format for s in cfg.sources) == sorted(FORMATS)

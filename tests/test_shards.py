@@ -17,9 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import shards as SH
-from pipelines import storage
-from pipelines import tokenizer as T
+from pipelines.stages import shards as SH
+from pipelines.core import storage
+from pipelines.stages import tokenizer as T
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import SHARD_SCHEMA_VERSION
@@ -247,7 +247,7 @@ def test_budgets_keep_the_target_and_cut_the_oldest(built, real, tmp_path):
     ctx = _ctx(out, shards={"max_message_tokens": 8, "max_window_tokens": 40, "max_stream_tokens": 30})
     cfg = ctx.config.section("shards")
     msgs = SH.referenced_messages(timeline.lazy(), examples)
-    from pipelines import render
+    from pipelines.core import render
     mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, [examples[E.self_id], examples[E.other_id]])
     table, dropped = SH.build_split_table(mt, tok, examples, cfg)
     assert dropped["window"] > 0 and dropped["own"] > 0 and mt.truncated > 0
@@ -292,7 +292,7 @@ def test_cut_points_balance_tokens():
 
 
 def test_config_rejects_a_window_too_small_for_a_target(tmp_path):
-    from pipelines.config import ConfigError
+    from pipelines.core.config import ConfigError
     with pytest.raises(ConfigError, match="max_window_tokens"):
         _ctx(str(tmp_path), shards={"max_message_tokens": 100, "max_window_tokens": 50}).config.section("shards")
 

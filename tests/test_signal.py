@@ -1,4 +1,4 @@
-"""The planted-signal corpus (`socialcorpus sample --signal`, pipelines/sample_signal.py): the
+"""The planted-signal corpus (`socialcorpus sample --signal`, pipelines/sample/signal.py): the
 history streams reach the shards attached to the right messages and authors, and a broken join
 shows; and the ablation on a small trained model (slow)."""
 
@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from pipelines import config as cfgmod
-from pipelines import shards as shards_stage
-from pipelines import storage
+from pipelines.core import config as cfgmod
+from pipelines.stages import shards as shards_stage
+from pipelines.core import storage
 from pipelines.build import build
-from pipelines.context import RunContext
+from pipelines.core.context import RunContext
 from pipelines.sample import write_sample
-from pipelines.sample_signal import ECHO_SUFFIX, PET_SUFFIX, SIGNOFF_MARK
+from pipelines.sample.signal import ECHO_SUFFIX, PET_SUFFIX, SIGNOFF_MARK
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL

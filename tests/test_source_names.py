@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipelines.config import SOURCE_NAME, ConfigError, _check_source_folders, from_dict, load
+from pipelines.core.config import SOURCE_NAME, ConfigError, _check_source_folders, from_dict, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

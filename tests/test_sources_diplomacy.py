@@ -98,8 +98,8 @@ def test_over_size_text_is_quarantined(tmp_path):
 
 
 def test_ingest_writes_every_message_to_the_table(real, tmp_path):
-    from pipelines import storage
-    from pipelines.ingest import ingest
+    from pipelines.core import storage
+    from pipelines.stages.ingest import ingest
 
     stats = ingest("diplomacy", [str(real / "diplomacy" / "train.jsonl")], str(tmp_path / "m"), str(tmp_path / "q"))
     assert (stats.records, stats.messages, stats.quarantined, stats.skipped) == (13_132, 13_132, 0, 0)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.ingest import ingest
+from pipelines.stages.ingest import ingest
 from pipelines.sources import Skipped, get_reader
 from schemas import MESSAGES as M
 

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipelines.ingest import ingest
+from pipelines.stages.ingest import ingest
 from pipelines.sources import Quarantined, Skipped, get_reader
 from schemas import MESSAGES as M
 

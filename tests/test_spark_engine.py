@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import ConfigError, from_dict
+from pipelines.core.config import ConfigError, from_dict
 from pipelines.engines.spark import SparkConfig
 
 pytestmark = pytest.mark.spark
@@ -37,8 +37,9 @@ def test_dagster_spark_resource_gives_the_running_session(spark, tmp_path):
 
 
 def test_every_stage_has_a_spark_side():
-    from pipelines.engines.spark import SPARK_STAGES, has_stage
-    from pipelines.stages import STAGES
+    from pipelines.engines.spark import has_stage
+    from pipelines.stages import STAGES, get_stage
 
-    assert set(SPARK_STAGES) == {s.name for s in STAGES}
+    assert all(s.runs_on("spark") for s in STAGES)
+    assert get_stage("histories").written_once()  # one definition, no Spark twin
     assert has_stage("timeline") and not has_stage("no-such-stage")

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 
 from conftest import TEST_SECRET, real_sources
-from pipelines import storage
-from pipelines.context import SECRET_ENV
+from pipelines.core import storage
+from pipelines.core.context import SECRET_ENV
 from schemas import DEDUP, EXAMPLES, HISTORIES, MESSAGES, RECORDS, TIMELINE
 
 pytestmark = pytest.mark.spark
@@ -116,16 +116,15 @@ def builds(real, real_built, spark, tmp_path_factory):
 # --------------------------------------------------------------------------- the CLI run
 
 def test_cli_build_with_engine_spark_runs_every_stage_and_says_where(builds):
-    from pipelines.engines.spark import SPARK_STAGES
     from pipelines.stages import STAGES
 
     _, _, _, sp = builds
     assert sp["engine"] == "spark"
     for stage in STAGES:
         if stage.available():
-            want = "spark" if stage.name in SPARK_STAGES else "polars"
+            want = "spark" if stage.runs_on("spark") else "polars"
             assert sp[stage.name]["engine"] == want, (stage.name, sp[stage.name])
-    assert {s.name for s in STAGES} == set(SPARK_STAGES)  # every stage has a Spark side
+    assert all(s.runs_on("spark") for s in STAGES)  # every stage has a Spark side
     assert all(sp[s.name]["engine"] == "spark" for s in STAGES)
 
 
@@ -144,7 +143,7 @@ def test_stage_counts_are_the_same_on_both_engines(builds):
 # --------------------------------------------------------------------------- per stage, same input
 
 def test_content_hash_expression_equals_the_polars_hash(builds, spark):
-    from pipelines.dedup import _content_hash
+    from pipelines.stages.dedup import _content_hash
     from pipelines.engines.spark import read_table
     from pipelines.engines.spark_dedup import content_hash_expr
 
@@ -159,7 +158,7 @@ def test_content_hash_expression_equals_the_polars_hash(builds, spark):
 
 
 def test_spark_dedup_equals_polars_dedup_on_the_same_raw_messages(builds, spark):
-    from pipelines.dedup import dedup_records as polars_dedup
+    from pipelines.stages.dedup import dedup_records as polars_dedup
     from pipelines.engines.spark import read_table
     from pipelines.engines.spark_dedup import dedup_records
 
@@ -178,7 +177,7 @@ def test_spark_dedup_equals_polars_dedup_on_the_same_raw_messages(builds, spark)
 def test_spark_timeline_equals_polars_timeline_on_the_same_input(builds, spark):
     from pipelines.engines.spark import read_table
     from pipelines.engines.spark_timeline import build_timeline
-    from pipelines.timeline import build_timeline as polars_timeline
+    from pipelines.stages.timeline import build_timeline as polars_timeline
 
     pl_out, *_ = builds
     url = storage.join(pl_out, "messages_dedup")
@@ -198,8 +197,8 @@ def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
 
     from pipelines.engines.spark import spark_schema
     from pipelines.engines.spark_timeline import assign_timeline, number_seq
-    from pipelines.timeline import assign_timeline as pl_assign
-    from pipelines.timeline import number_seq as pl_number
+    from pipelines.stages.timeline import assign_timeline as pl_assign
+    from pipelines.stages.timeline import number_seq as pl_number
 
     n = 3000
     rows = pl.DataFrame({
@@ -233,15 +232,14 @@ def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
 
 
 def test_spark_histories_equal_polars_histories_on_the_same_timeline(builds, spark):
+    """One relational definition (pipelines/stages/histories.py), run on each engine's frame."""
     from pipelines.engines.spark import read_table
-    from pipelines.engines.spark_histories import build_histories
-    from pipelines.histories import HistoryConfig
-    from pipelines.histories import build_histories as polars_histories
+    from pipelines.stages.histories import HistoryConfig, build_histories
 
     pl_out, *_ = builds
     url = storage.join(pl_out, "timeline")
     cfg = HistoryConfig(n=3, k=4)  # not the defaults the builds use
-    want, want_stats = polars_histories(storage.scan(url), cfg)
+    want, want_stats = build_histories(storage.scan(url), cfg)
     got, got_stats = build_histories(read_table(spark, url, TIMELINE), cfg)
     try:
         assert want_stats["by_structure"].get("tree", 0) > 0 and want_stats["by_structure"].get("linear", 0) > 0
@@ -275,7 +273,7 @@ def test_every_table_is_the_same_on_both_engines(builds, table):
 
 
 def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
-    from pipelines.shards import MANIFEST, SPLITS
+    from pipelines.stages.shards import MANIFEST, SPLITS
     from schemas import SHARD
 
     pl_out, sp_out, *_ = builds
@@ -301,7 +299,7 @@ def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
 
 def test_tokenizer_and_shard_files_are_byte_identical_on_both_engines(builds):
     """Same tokenizer.json, and per split the same manifest and the same files (names carry hashes)."""
-    from pipelines.shards import MANIFEST, SPLITS
+    from pipelines.stages.shards import MANIFEST, SPLITS
 
     pl_out, sp_out, *_ = builds
     read = lambda out, *p: storage.fs_and_path(storage.join(out, *p))[0].cat_file(  # noqa: E731
@@ -322,7 +320,7 @@ def test_tokenizer_and_shard_files_are_byte_identical_on_both_engines(builds):
 def test_spark_components_equal_polars_components_on_long_chains(spark):
     """Two long chains and a star, edges in scrambled order: the same components as Polars."""
     from pipelines.engines.spark_neardup import components
-    from pipelines.neardup import components as polars_components
+    from pipelines.stages.neardup import components as polars_components
 
     edges = [(i, i + 1) for i in range(0, 39)] + [(i, i + 1) for i in range(50, 69)] + [(80, j) for j in range(81, 86)]
     edges = [edges[(i * 17) % len(edges)] for i in range(len(edges))]  # 17 is coprime with the length
@@ -344,11 +342,11 @@ def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp
     and every file and manifest equals the Polars engine's byte for byte."""
     import shutil
 
-    from pipelines import shards as polars_shards
-    from pipelines.config import from_dict
-    from pipelines.context import RunContext
+    from pipelines.stages import shards as polars_shards
+    from pipelines.core.config import from_dict
+    from pipelines.core.context import RunContext
     from pipelines.engines import spark_shards
-    from pipelines.shards import MANIFEST, SPLITS
+    from pipelines.stages.shards import MANIFEST, SPLITS
 
     pl_out, *_ = builds
     section = {"target_file_bytes": 400_000, "examples_per_batch": 300, "row_group_rows": 64, "seed": 7}

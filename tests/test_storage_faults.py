@@ -1,6 +1,6 @@
 """Faults in the storage layer: a run stopped at every write step, then run again.
 
-A kill is simulated inside our own storage layer (pipelines/storage.py routes every rename,
+A kill is simulated inside our own storage layer (pipelines/core/storage.py routes every rename,
 file write and removal through ``_mv``, ``_write_file`` and ``_rm``): from the chosen step
 on, every storage operation raises, so no clean-up handler can run, exactly as after
 ``kill -9``. Then the next run takes the output lock (which recovers) and the invariants
@@ -25,11 +25,11 @@ import uuid
 
 import pytest
 
-from pipelines import shards as SH
-from pipelines import storage
-from pipelines import tokenizer as T
-from pipelines.ingest import ingest
-from pipelines.lock import out_lock, read_holder, lock_path
+from pipelines.stages import shards as SH
+from pipelines.core import storage
+from pipelines.stages import tokenizer as T
+from pipelines.stages.ingest import ingest
+from pipelines.core.lock import out_lock, read_holder, lock_path
 from schemas import MESSAGES
 from schemas.shards import BUILD_RECORD
 from test_tokenizer import _ctx, make_inputs
@@ -233,8 +233,8 @@ def test_the_trainer_refuses_a_manifest_rewritten_after_the_build(shard_inputs, 
 
 _WRITER = r"""
 import os, sys, time
-from pipelines import storage
-from pipelines.lock import out_lock
+from pipelines.core import storage
+from pipelines.core.lock import out_lock
 
 out, url, moment, ready = sys.argv[1:5]
 v1 = storage.read_arrow(url)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pipelines.text import html_to_text, normalise_newlines, unescape
+from pipelines.core.text import html_to_text, normalise_newlines, unescape
 
 
 def test_newlines_are_normalised_and_trimmed():
@@ -57,7 +57,7 @@ def test_real_discourse_quote_renders_as_quoted_text(real):
 
 
 def test_quote_prefixes_stop_at_the_depth_cap_so_output_stays_linear():
-    from pipelines.text import MAX_QUOTE_DEPTH
+    from pipelines.core.text import MAX_QUOTE_DEPTH
 
     def nested(depth):
         return "<blockquote><p>q</p>" * depth + "</blockquote>" * depth

@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines.timeline import TimelineError, build_timeline, check_order
+from pipelines.stages.timeline import TimelineError, build_timeline, check_order
 from schemas import DEDUP as D
 from schemas import TIMELINE as T
 
@@ -190,8 +190,8 @@ def rerun_my_stages(run: dict, out, shuffle_seed: int | None) -> dict[str, list[
     """Copy `messages_dedup` of a real run to `out` (rows shuffled and split over 3 files when
     `shuffle_seed` is given, as if the dumps had arrived in another order), run the three
     stages there and return each output table's file bytes."""
-    from pipelines import storage
-    from pipelines.context import RunContext
+    from pipelines.core import storage
+    from pipelines.core.context import RunContext
     from pipelines.stages import run_stage
 
     config = run["config"].with_overrides(out=str(out))
@@ -212,7 +212,7 @@ def rerun_my_stages(run: dict, out, shuffle_seed: int | None) -> dict[str, list[
 @pytest.fixture(scope="module")
 def real_run(real_built):
     """The session's full real build (tests/conftest.py), read as this module's tables."""
-    from pipelines import storage
+    from pipelines.core import storage
 
     config, summary = real_built
     return {"config": config, "summary": summary, "upstream": True,
@@ -237,7 +237,7 @@ def test_real_tables_are_byte_identical_across_runs_and_input_order(real_run, tm
     shuffled = rerun_my_stages(real_run, tmp_path_factory.mktemp("shuffled"), 11)
     for table in MY_TABLES:
         assert again[table] == shuffled[table], table
-    from pipelines import storage
+    from pipelines.core import storage
     first = {t: [open(f, "rb").read() for f in storage.dataset_files(real_run["config"].table_url(t))]
              for t in MY_TABLES}
     assert first == again

@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 import zstandard
 
-from pipelines import storage
-from pipelines import tokenizer as T
-from pipelines.config import ConfigError, from_dict
-from pipelines.context import RunContext
+from pipelines.core import storage
+from pipelines.stages import tokenizer as T
+from pipelines.core.config import ConfigError, from_dict
+from pipelines.core.context import RunContext
 from schemas import EXAMPLES as E
 from schemas import TIMELINE as TL
 from schemas.placeholders import PLACEHOLDERS, mention

@@ -99,7 +99,7 @@ def test_a_changed_shard_is_refused(manifests, tmp_path):
 
 def test_deception_labels_travel_from_pair_examples_to_the_batches(manifests):
     """Diplomacy's labels reach the shards (`target_labels`) and the collated batch unchanged."""
-    from pipelines import storage
+    from pipelines.core import storage
     from schemas import EXAMPLES as E
 
     out = manifests["train"].rsplit("/shards/", 1)[0]

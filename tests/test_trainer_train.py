@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.cli import main as socialcorpus
-from pipelines.shards import write_build_record
+from pipelines.stages.shards import write_build_record
 from trainer import config as cfgmod
 from trainer.evaluate import CONDITIONS, evaluate, label_groups, role_swap_table
 from trainer.train import train
@@ -100,7 +100,7 @@ def test_cli_trains_and_evaluates(manifests, tmp_path, capsys):
 
 
 def test_swapped_control_exchanges_the_streams_role_tokens(manifests):
-    from pipelines.tokenizer import MENTION_ROLE_TOKENS, ROLE_TOKENS
+    from pipelines.stages.tokenizer import MENTION_ROLE_TOKENS, ROLE_TOKENS
     from trainer import data
 
     m = data.load_manifest(manifests["validation"])

@@ -16,9 +16,9 @@ def build_demo_shards(out: Path) -> dict[str, str]:
     """Build the demo corpus under ``out``; return {split: manifest path}."""
     key = str(out)
     if key not in _BUILT:
-        from pipelines import config as cfgmod
+        from pipelines.core import config as cfgmod
         from pipelines.build import build
-        from pipelines.context import RunContext
+        from pipelines.core.context import RunContext
         from pipelines.sample import write_sample
 
         write_sample(str(out / "dumps"), seed=0, scale=1)

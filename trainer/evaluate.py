@@ -59,7 +59,7 @@ def _condition(name: str, states: torch.Tensor):
 
 def role_swap_table(special_tokens: dict, vocab_size: int, device=None) -> torch.Tensor:
     """A token-id map exchanging ``<self>``/``<other>`` and ``<mention:self>``/``<mention:other>``
-    (the names pipelines/tokenizer.py gives them: ROLE_TOKENS, MENTION_ROLE_TOKENS)."""
+    (the names pipelines/stages/tokenizer.py gives them: ROLE_TOKENS, MENTION_ROLE_TOKENS)."""
     table = torch.arange(vocab_size, device=device)
     me, you = ROLE_NAMES[ROLE_SELF], ROLE_NAMES[ROLE_OTHER]
     for a, b in ((f"<{me}>", f"<{you}>"), (f"<mention:{me}>", f"<mention:{you}>")):

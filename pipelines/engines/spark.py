@@ -1,7 +1,8 @@
 """The Spark engine: a SparkSession from the `[spark]` config, and the stages' Spark sides.
 
 Per-record work is the very same Python as on the Polars engine, shipped to executors
-through ``mapInArrow``; only the relational steps are written for Spark.
+through ``mapInArrow`` (ingest: engines/spark_ingest.py); the relational steps of the stages
+written once (pipelines/engines/__init__.py) run here through :class:`SparkEngine`.
 
     engine = "spark"
     [spark]
@@ -11,15 +12,13 @@ through ``mapInArrow``; only the relational steps are written for Spark.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from schemas import MESSAGES, QUARANTINE
 
 # Defaults every session gets; `[spark] conf` entries override them.
 DEFAULT_CONF = {
@@ -79,89 +78,12 @@ def spark_schema(schema: pa.Schema, nullable: bool = False):
     return from_arrow_schema(schema)
 
 
-# --- ingest ---------------------------------------------------------------------------------
-
-_KIND, _Q, _SKIP, _RECORDS = "_outcome", "_quarantine", "_skip_reason", "_records"
-# Every outcome is one row: message columns, or a quarantine row (JSON) or a skip count; one more
-# row per unit batch carries how many records the reader read (kind "r"), so the summary's
-# `records` is counted by the reader, not derived from the other three.
-_OUTCOMES = pa.schema([*(pa.field(f.name, f.type, nullable=True) for f in MESSAGES.arrow),
-                       pa.field(_KIND, pa.string()), pa.field(_Q, pa.string()),
-                       pa.field(_SKIP, pa.string()), pa.field(_RECORDS, pa.int64())])
-
-
-def _unit_outcomes(format: str):
-    """mapInArrow function: rows of (unit json) -> every outcome of reading those units."""
-
-    def run(batches):
-        from pipelines.ingest import iter_unit_batches
-
-        for batch in batches:
-            for unit_json in batch.column("unit").to_pylist():
-                for ub in iter_unit_batches(format, json.loads(unit_json)):
-                    m = ub.messages
-                    n = m.num_rows
-                    parts = [m.append_column(_KIND, pa.array(["m"] * n, pa.string()))
-                              .append_column(_Q, pa.nulls(n, pa.string()))
-                              .append_column(_SKIP, pa.nulls(n, pa.string()))
-                              .append_column(_RECORDS, pa.nulls(n, pa.int64()))]
-                    extra = [{_KIND: "q", _Q: json.dumps(q, sort_keys=True)} for q in ub.quarantine]
-                    extra += [{_KIND: "s", _SKIP: reason, _RECORDS: c} for reason, c in sorted(ub.skipped.items())]
-                    extra.append({_KIND: "r", _RECORDS: ub.records})
-                    if extra:
-                        parts.append(pa.Table.from_pylist(extra, schema=_OUTCOMES))
-                    t = pa.concat_tables([p.cast(_OUTCOMES) for p in parts])
-                    yield from t.to_batches()
-
-    return run
-
-
-def ingest(spark, format: str, patterns, messages_url: str, quarantine_url: str):
-    """Spark ingestion: units (file groups) are distributed across tasks and parsed by the
-    same reader code as the Polars engine; returns the same IngestStats.
-
-    Each output is written under a temporary name and swapped in whole (see storage).
-    """
-    from pipelines import storage
-    from pipelines.ingest import IngestStats, expand_paths
-    from pipelines.sources import get_reader
-
-    paths = expand_paths(patterns)
-    units = get_reader(format).units(paths)
-    stats = IngestStats(format=format, files=sum(len(u) for u in units))
-    units_df = spark.createDataFrame([(i, json.dumps(u)) for i, u in enumerate(units)],
-                                     "unit_index long, unit string")
-    units_df = units_df.repartition(max(1, min(len(units), spark.sparkContext.defaultParallelism * 4)))
-    outcomes = units_df.mapInArrow(_unit_outcomes(format), spark_schema(_OUTCOMES, nullable=True)).cache()
-    try:
-        from pyspark.sql import functions as F
-
-        msgs = outcomes.filter(F.col(_KIND) == "m").select(*MESSAGES.names)
-        storage.write_spark(msgs, messages_url)
-        qrows = [json.loads(r[0]) for r in outcomes.filter(F.col(_KIND) == "q").select(_Q).collect()]
-        skips = outcomes.filter(F.col(_KIND) == "s").groupBy(_SKIP).agg(F.sum(_RECORDS)).collect()
-        n_msgs = outcomes.filter(F.col(_KIND) == "m").count()
-        n_records = outcomes.filter(F.col(_KIND) == "r").agg(F.sum(_RECORDS)).collect()[0][0] or 0
-    finally:
-        outcomes.unpersist()
-    qrows.sort(key=lambda q: (q["source_uri"], q["source_record"] or -1, q["byte_offset"] or -1, q["reason"]))
-    storage.write_dataset(quarantine_url, QUARANTINE.conform(pa.Table.from_pylist(qrows, schema=QUARANTINE.arrow)))
-    q_reasons = Counter(q["reason"] for q in qrows)
-    stats.skipped_by_reason = dict(sorted((r[0], int(r[1])) for r in skips))
-    stats.quarantined_by_reason = dict(sorted(q_reasons.items()))
-    stats.messages = n_msgs
-    stats.quarantined = len(qrows)
-    stats.skipped = sum(stats.skipped_by_reason.values())
-    stats.records = int(n_records)
-    return stats
-
-
 # --- tables ---------------------------------------------------------------------------------
 
 def read_table(spark, url: str, table=None):
     """The dataset directory ``url`` (every Parquet file under it, as storage.read sees them) as a
     Spark DataFrame; with ``table`` (a ``schemas.Table``) its columns in that order and types."""
-    from pipelines import storage
+    from pipelines.core import storage
 
     files = storage.dataset_files(url)
     if not files:
@@ -197,7 +119,7 @@ def write_table(df, url: str, table, order_by=()) -> None:
     ``order_by``: a global sort (range-partitioned, not one partition) so the part files hold the
     rows in the same order as the Polars engine's output, for readers that keep file order.
     """
-    from pipelines import storage
+    from pipelines.core import storage
 
     out = conform(df, table)
     if order_by:
@@ -212,23 +134,84 @@ def to_polars(df):
     return pl.from_arrow(df.toArrow())
 
 
+# --- the engine ------------------------------------------------------------------------------
+
+class SparkEngine:
+    """The Spark side of :class:`pipelines.engines.Engine` (narwhals frames backed by Spark DataFrames)."""
+
+    name = "spark"
+
+    def __init__(self, spark):
+        self.spark = spark
+
+    def scan(self, url: str, table=None):
+        import narwhals as nw
+
+        return nw.from_native(read_table(self.spark, url, table))
+
+    def write(self, frame, url: str, table, order_by=()) -> None:
+        from pyspark.sql import functions as F
+
+        write_table(frame.to_native(), url, table, order_by=[F.col(c) for c in order_by])
+
+    @contextmanager
+    def held(self, frame):
+        import narwhals as nw
+
+        df = frame.to_native().cache()
+        try:
+            yield nw.from_native(df)
+        finally:
+            df.unpersist()
+
+    def pack(self, frame, out: str, columns, limit: int | None = None):
+        import narwhals as nw
+        from pyspark.sql import functions as F
+
+        if not columns:
+            expr = F.array().cast("array<bigint>")
+        else:
+            expr = F.filter(F.array(*[F.col(c) for c in columns]), lambda x: x.isNotNull())
+            if limit is not None:
+                expr = F.slice(expr, 1, limit)
+        return nw.from_native(frame.to_native().withColumn(out, expr))
+
+    def first_by(self, frame, keys, order):
+        import narwhals as nw
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        w = Window.partitionBy(*keys).orderBy(*[F.col(c).desc_nulls_last() if d else F.col(c).asc_nulls_last()
+                                                for c, d in order])
+        df = frame.to_native().withColumn("_first_by", F.row_number().over(w))
+        return nw.from_native(df.filter(F.col("_first_by") == 1).drop("_first_by"))
+
+    def hex_digest(self, frame, out: str, column: str, algorithm: str = "sha256", salt: str = ""):
+        import narwhals as nw
+        from pyspark.sql import functions as F
+
+        value = F.concat(F.lit(salt), F.col(column)) if salt else F.col(column)
+        expr = {"sha256": lambda v: F.sha2(v, 256), "sha1": F.sha1}[algorithm](value)
+        return nw.from_native(frame.to_native().withColumn(out, expr))
+
+    def ingest(self, format: str, patterns, messages_url: str, quarantine_url: str, log=None):
+        from pipelines.engines.spark_ingest import ingest
+
+        return ingest(self.spark, format, patterns, messages_url, quarantine_url)
+
+    # -- timeline primitives (add above this line)
+
+    # -- examples primitives (add above this line)
+
+
 # --- stage dispatch -------------------------------------------------------------------------
-
-def _ingest_stage(ctx, spark) -> dict:
-    # pipelines.ingest lays out the tables; each file group goes through `ingest` above.
-    from pipelines import ingest as ingest_mod
-
-    return ingest_mod.run(ctx)
-
 
 # stage name -> "module:function(ctx, spark) -> summary". Stages missing here run on Polars.
 SPARK_STAGES = {
-    "ingest": "pipelines.engines.spark:_ingest_stage",
     "dedup": "pipelines.engines.spark_dedup:run",
     "anonymize": "pipelines.engines.spark_anonymize:run",
     "neardup": "pipelines.engines.spark_neardup:run",
     "timeline": "pipelines.engines.spark_timeline:run",
-    "histories": "pipelines.engines.spark_histories:run",
     "examples": "pipelines.engines.spark_examples:run",
     "tokenizer": "pipelines.engines.spark_shards:tokenizer_run",
     "shards": "pipelines.engines.spark_shards:run",

@@ -1,15 +1,15 @@
-"""Anonymisation on Spark: the per-batch function of pipelines/anonymize.py through mapInArrow.
+"""Anonymisation on Spark: the per-batch function of pipelines/stages/anonymize.py through mapInArrow.
 
 * The name table (per community: every author name and handle -> pseudonym) is built side
-  by side with :func:`pipelines.anonymize.build_name_table` (see :func:`build_name_table`):
+  by side with :func:`pipelines.stages.anonymize.build_name_table` (see :func:`build_name_table`):
   the per-record parts (author_keys, pseudonym_expr) are the shared functions; the counting
   runs in Spark; the counts (one row per distinct name and author) are collected to the
-  driver, where the shared :func:`pipelines.anonymize.name_table_from_counts` ranks them.
+  driver, where the shared :func:`pipelines.stages.anonymize.name_table_from_counts` ranks them.
 * The private scopes (ids that would name a person) come from the shared row-local
-  :func:`pipelines.anonymize.private_scope_candidates` per batch, made distinct in Spark, and
-  are hashed on the driver (:func:`pipelines.anonymize.scope_table`).
+  :func:`pipelines.stages.anonymize.private_scope_candidates` per batch, made distinct in Spark, and
+  are hashed on the driver (:func:`pipelines.stages.anonymize.scope_table`).
 * Both tables are broadcast once to the executors; every task runs
-  :func:`pipelines.anonymize.anonymize_batch` (Presidio, mention replacement, pseudonyms)
+  :func:`pipelines.stages.anonymize.anonymize_batch` (Presidio, mention replacement, pseudonyms)
   on its Arrow batches, with one Presidio engine per Python worker.
 
 The secret reaches the executors inside the task closure (like any UDF argument): run
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, PLATFORM_WIDE, AnonymizeConfig,
+from pipelines.stages.anonymize import (N_COMMUNITY, N_KEY, N_MENTIONABLE, N_PSEUDONYM, PLATFORM_WIDE, AnonymizeConfig,
                                  anonymize_batch, author_keys, name_table_from_counts, private_scope_candidates,
                                  pseudonym_expr, scope_table)
 from schemas import ANON, RECORDS
@@ -31,7 +31,7 @@ _ENGINES: dict = {}  # one Presidio engine per Python worker process and config 
 
 
 def _engine(cfg: AnonymizeConfig):
-    from pipelines.pii import PiiEngine
+    from pipelines.core.pii import PiiEngine
 
     key = (cfg.presidio_score_threshold, cfg.spacy_model)
     if key not in _ENGINES:
@@ -40,7 +40,7 @@ def _engine(cfg: AnonymizeConfig):
 
 
 def _author_keys(batches):
-    """mapInArrow: message rows -> :func:`pipelines.anonymize.author_keys` of each batch (one row
+    """mapInArrow: message rows -> :func:`pipelines.stages.anonymize.author_keys` of each batch (one row
     per message and name: platform, community, author_id, key)."""
     import polars as pl
 
@@ -72,7 +72,7 @@ _COUNTED = pa.schema([*_KEYS, pa.field(_N, pa.int64()), pa.field(N_PSEUDONYM, pa
 
 def build_name_table(messages, secret: bytes, cfg: AnonymizeConfig | None = None):
     """Spark ``messages`` -> the name table as a Polars DataFrame, equal to
-    :func:`pipelines.anonymize.build_name_table` on the same rows.
+    :func:`pipelines.stages.anonymize.build_name_table` on the same rows.
 
     author_keys per batch (shared); Spark counts rows per (platform, community, author, key),
     which shrinks the data to distinct names before any HMAC; pseudonyms per batch (shared);
@@ -100,7 +100,7 @@ _SCOPES = pa.schema([pa.field("scope", pa.string())])
 
 
 def _scope_candidates(batches):
-    """mapInArrow: message rows -> :func:`pipelines.anonymize.private_scope_candidates` of each batch."""
+    """mapInArrow: message rows -> :func:`pipelines.stages.anonymize.private_scope_candidates` of each batch."""
     import polars as pl
 
     for b in batches:
@@ -109,7 +109,7 @@ def _scope_candidates(batches):
 
 
 def build_scope_table(messages, secret: bytes):
-    """Spark ``messages`` -> :func:`pipelines.anonymize.scope_table` of the whole input (Polars)."""
+    """Spark ``messages`` -> :func:`pipelines.stages.anonymize.scope_table` of the whole input (Polars)."""
     import polars as pl
 
     from pipelines.engines.spark import spark_schema, to_polars
@@ -135,7 +135,7 @@ def _anonymize_batches(names_bc, scopes_bc, secret: bytes, cfg: AnonymizeConfig)
 def anonymize_messages(messages, secret: bytes, cfg: AnonymizeConfig | None = None):
     """Spark ``messages`` -> (Spark ``messages_anon`` rows, the name table and the scope table,
     Polars). Row content
-    equals :func:`pipelines.anonymize.anonymize_messages`; order is not kept (the writer sorts)."""
+    equals :func:`pipelines.stages.anonymize.anonymize_messages`; order is not kept (the writer sorts)."""
     from pipelines.engines.spark import spark_schema
 
     cfg = cfg or AnonymizeConfig()

@@ -1,14 +1,14 @@
-"""Record dedup on Spark: the side-by-side twin of pipelines/dedup.py (same rule, same counts).
+"""Record dedup on Spark: the side-by-side twin of pipelines/stages/dedup.py (same rule, same counts).
 
 One shuffle: a window partitioned by `message_id` ranks the copies with the exact ordering
-of :func:`pipelines.dedup.dedup_records`; `row_number() == 1` is kept. The content hash is
+of :func:`pipelines.stages.dedup.dedup_records`; `row_number() == 1` is kept. The content hash is
 Spark's ``sha2(concat_ws(...), 256)`` over the same fields, null fills and separator as
 ``dedup._content_hash`` (tests/test_spark_stages.py proves the two equal on real input).
 """
 
 from __future__ import annotations
 
-from pipelines.dedup import _HASH, _SEP
+from pipelines.stages.dedup import _HASH, _SEP
 from schemas import MESSAGES as M
 from schemas import RECORDS
 
@@ -28,7 +28,7 @@ def content_hash_expr():
 def dedup_records(raw):
     """Spark DataFrame of ``messages_raw`` rows -> (``messages`` rows with ``n_copies``, stats).
 
-    Same rule and counts as :func:`pipelines.dedup.dedup_records`; the result is unordered
+    Same rule and counts as :func:`pipelines.stages.dedup.dedup_records`; the result is unordered
     (the writer sorts by ``message_id``).
     """
     from pyspark.sql import Window

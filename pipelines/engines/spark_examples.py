@@ -1,11 +1,11 @@
-"""Pair examples on Spark: the side-by-side twin of pipelines/examples.py, step for step
+"""Pair examples on Spark: the side-by-side twin of pipelines/stages/examples.py, step for step
 (:func:`message_table`, :func:`classify_messages`, :func:`candidate_pairs`, :func:`add_ids`,
 :func:`assign_splits`, :func:`user_disjoint_mask`, :func:`apply_caps`, :func:`window_column`,
 :func:`latest_before`, :func:`read_events`, :func:`other_stream`, :func:`gaps`,
 :func:`build_examples`).
 
 Every step is joins, windows and group-bys; no per-row Python. Hashes are Spark's
-``sha1`` over the same UTF-8 strings as :func:`pipelines.examples.sha1_hex`, and the
+``sha1`` over the same UTF-8 strings as :func:`pipelines.stages.examples.sha1_hex`, and the
 [0, 1) draw takes the same 13 hex digits, so ids, splits and caps are the Polars ones.
 Inside the build an example is keyed by its `example_id` (unique), where Polars uses a row
 index. :func:`latest_before` is an as-of join written as a window: example rows and stream
@@ -15,8 +15,8 @@ of the last stream row strictly before it; the k ranks below it are then joined 
 
 from __future__ import annotations
 
-from pipelines.examples import PRIVATE_PLATFORMS, SPLITS, ExamplesConfig
-from pipelines.histories import HistoryConfig
+from pipelines.stages.examples import PRIVATE_PLATFORMS, SPLITS, ExamplesConfig
+from pipelines.stages.histories import HistoryConfig
 from schemas import EXAMPLES as E
 from schemas import HISTORIES as H
 from schemas import TIMELINE as T
@@ -36,7 +36,7 @@ def _empty_seqs():
 
 
 def sha1_hex(col, salt: str = ""):
-    """Hex SHA-1 of ``salt + value`` (UTF-8), as :func:`pipelines.examples.sha1_hex`; null stays null."""
+    """Hex SHA-1 of ``salt + value`` (UTF-8), as :func:`pipelines.stages.examples.sha1_hex`; null stays null."""
     F = _F()
     return F.sha1(F.concat(F.lit(salt), col)) if salt else F.sha1(col)
 
@@ -228,7 +228,7 @@ def other_stream(df, events, msgs, k: int, other_public: bool):
 
 
 def gaps(df, msgs, seqs_col: str, out_col: str):
-    """`out_col`: seconds before each message of `seqs_col` (see :func:`pipelines.examples.gaps`);
+    """`out_col`: seconds before each message of `seqs_col` (see :func:`pipelines.stages.examples.gaps`);
     an empty list on the wall timeline when `seqs_col` is empty, null on ordinal timelines."""
     from pyspark.sql import Window
 
@@ -248,7 +248,7 @@ def gaps(df, msgs, seqs_col: str, out_col: str):
 
 def build_examples(timeline, histories, cfg: ExamplesConfig = ExamplesConfig(), hcfg: HistoryConfig = HistoryConfig()):
     """Spark `timeline` + `reading_histories` in; (`pair_examples` rows, cached; stats; cached frames
-    to unpersist) out. Same rows and counts as :func:`pipelines.examples.build_examples`;
+    to unpersist) out. Same rows and counts as :func:`pipelines.stages.examples.build_examples`;
     unordered (the writer sorts by timeline_id, target_seq, other_id)."""
     F = _F()
     msgs = classify_messages(message_table(timeline)).cache()
@@ -290,7 +290,7 @@ def build_examples(timeline, histories, cfg: ExamplesConfig = ExamplesConfig(), 
 
 
 def examples_stats(msgs, df, n_msgs: int, candidates: int, targets: int, dropped: dict) -> dict:
-    """The counts of :func:`pipelines.examples.examples_stats`, computed in Spark."""
+    """The counts of :func:`pipelines.stages.examples.examples_stats`, computed in Spark."""
     F = _F()
     m = {r[0]: int(r[1]) for r in msgs.filter(F.col("_reason").isNull()).groupBy(T.platform).count().collect()}
     xt = {r[0]: (int(r[1]), int(r[2])) for r in df.groupBy(E.platform).agg(

@@ -1,8 +1,8 @@
-"""Near-dup on Spark: the side-by-side twin of pipelines/neardup.py, step for step
+"""Near-dup on Spark: the side-by-side twin of pipelines/stages/neardup.py, step for step
 (:func:`signature_frame`, :func:`candidate_edges`, :func:`verify`, :func:`components`,
 :func:`near_dedup`).
 
-* Signatures: :func:`pipelines.minhash.signatures` and :func:`pipelines.minhash.band_keys`
+* Signatures: :func:`pipelines.core.minhash.signatures` and :func:`pipelines.core.minhash.band_keys`
   (the Polars stage's own code) per Arrow batch through ``mapInArrow``; a document's
   signature does not depend on its batch. Spark has no unsigned types, so the uint32
   signature values and uint64 band keys travel as the same bits in int32 / int64
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from pipelines.neardup import NearDupConfig, document_text
+from pipelines.stages.neardup import NearDupConfig, document_text
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
@@ -41,7 +41,7 @@ def _signature_batches(cfg: NearDupConfig):
     def run(batches):
         import polars as pl
 
-        from pipelines.minhash import band_keys, signatures
+        from pipelines.core.minhash import band_keys, signatures
 
         for b in batches:
             if b.num_rows == 0:
@@ -97,7 +97,7 @@ def components(edges):
     """Connected components of an undirected edge list (u, v): (node, label = smallest node).
 
     Iterated min-label propagation with joins, then pointer jumping (adopt your label's
-    label), as :func:`pipelines.neardup.components`; every round is materialised (a local
+    label), as :func:`pipelines.stages.neardup.components`; every round is materialised (a local
     checkpoint) and compared with the previous one. Returns the labels (unpersist when done).
     """
     from pyspark.sql import functions as F
@@ -127,7 +127,7 @@ def components(edges):
 
 def near_dedup(df, cfg: NearDupConfig | None = None):
     """Spark `messages_anon` rows in; (`messages_dedup` rows, cached; stats; cached frames to
-    unpersist) out. Same rows and counts as :func:`pipelines.neardup.near_dedup`; unordered
+    unpersist) out. Same rows and counts as :func:`pipelines.stages.neardup.near_dedup`; unordered
     (the writer sorts by message_id)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F

@@ -1,33 +1,33 @@
-"""Tokenizer and shards on Spark: the side-by-side twins of pipelines/tokenizer.py and
-pipelines/shards.py. The shards are byte for byte the Polars engine's (same rows, order,
+"""Tokenizer and shards on Spark: the side-by-side twins of pipelines/stages/tokenizer.py and
+pipelines/stages/shards.py. The shards are byte for byte the Polars engine's (same rows, order,
 file boundaries, names and manifest).
 
 Tokenizer (:func:`tokenizer_run`): the train-split messages are found in Spark (the same
-semi-join as :func:`pipelines.tokenizer.train_split_texts`), the evenly spaced sample in
+semi-join as :func:`pipelines.stages.tokenizer.train_split_texts`), the evenly spaced sample in
 `message_id` order is taken in Spark (a global sort and ``zipWithIndex``), and only the
 sample is collected: the BPE is trained on the driver on exactly the Polars stage's input,
 so `tokenizer.json` is byte-identical.
 
 Shards (:func:`run`):
 
-1. Tokenise: every referenced message once, :func:`pipelines.render.tokenise_messages` per
+1. Tokenise: every referenced message once, :func:`pipelines.core.render.tokenise_messages` per
    Arrow batch (``mapInArrow``); the result travels as one row per message (ids, the
    pseudonym of each ``<mention>`` id, body length and bytes, time).
 2. Order: per split, examples ranked by `example_id` (global sort + ``zipWithIndex``) and
    moved to their place in the seeded permutation (the permutation, one int per example,
    is drawn on the driver with the same generator and broadcast).
 3. Render: examples are hashed into batches; a co-group brings each batch the token rows of
-   the messages it references, a :class:`pipelines.render.MessageTokens` is rebuilt from
-   them and :func:`pipelines.render.render_examples` renders the rows (a row depends only
+   the messages it references, a :class:`pipelines.core.render.MessageTokens` is rebuilt from
+   them and :func:`pipelines.core.render.render_examples` renders the rows (a row depends only
    on its example's messages, so batching does not change it).
 4. Cut: the driver collects (position, tokens) per split and cuts files with
-   :func:`pipelines.shards.cut_points`, as the Polars stage does.
+   :func:`pipelines.stages.shards.cut_points`, as the Polars stage does.
 5. Write: rows are partitioned by file and sorted by position; each task encodes whole
-   files with :func:`pipelines.shards.encode_shard` and writes them under temporary names
+   files with :func:`pipelines.stages.shards.encode_shard` and writes them under temporary names
    (renamed into place). The driver writes each split's manifest last
-   (:func:`pipelines.shards.publish_manifest`), then removes files no manifest names.
+   (:func:`pipelines.stages.shards.publish_manifest`), then removes files no manifest names.
 6. Seal: ``OUT/shards/_BUILD_COMPLETE.json``, removed when the stage starts, is written after
-   every manifest (:func:`pipelines.shards.write_build_record`), as on Polars.
+   every manifest (:func:`pipelines.stages.shards.write_build_record`), as on Polars.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines import render, storage
-from pipelines import tokenizer as TK
-from pipelines.shards import SPLITS, ShardsConfig, cut_points, encode_shard, manifest_of, publish_manifest, shard_metadata
-from pipelines.shards import config_hash, remove_build_record, write_build_record
+from pipelines.core import render, storage
+from pipelines.stages import tokenizer as TK
+from pipelines.stages.shards import SPLITS, ShardsConfig, cut_points, encode_shard, manifest_of, publish_manifest, shard_metadata
+from pipelines.stages.shards import config_hash, remove_build_record, write_build_record
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
@@ -98,7 +98,7 @@ def train_split_texts(timeline, examples):
 
 
 def tokenizer_run(ctx, spark) -> dict:
-    """Spark side of :func:`pipelines.tokenizer.run`: same sample, same file, same summary."""
+    """Spark side of :func:`pipelines.stages.tokenizer.run`: same sample, same file, same summary."""
     from pipelines.engines.spark import read_table
 
     cfg: TK.TokenizerConfig = ctx.config.section("tokenizer")
@@ -157,7 +157,7 @@ def _tokenise(tok_url: str, tok_sha: str, max_message_tokens: int):
 
 
 def message_tokens(rows: pa.Table, extra_ids: list, mention_id: int) -> render.MessageTokens:
-    """A :class:`pipelines.render.MessageTokens` from `_TOKENS` rows (what tokenise_messages made
+    """A :class:`pipelines.core.render.MessageTokens` from `_TOKENS` rows (what tokenise_messages made
     for them), with the pseudonym dictionary over these messages and ``extra_ids``."""
     df = pl.from_arrow(rows)
     ids_col = rows.column("_ids").combine_chunks()
@@ -274,7 +274,7 @@ def _write_files(urls: dict, metas: dict, cfg: ShardsConfig):
 
 
 def run(ctx, spark) -> dict:
-    """Spark side of :func:`pipelines.shards.run`: the same files, manifests and summary."""
+    """Spark side of :func:`pipelines.stages.shards.run`: the same files, manifests and summary."""
     import json
 
     from pyspark.sql import functions as F

@@ -1,4 +1,4 @@
-"""Timeline on Spark: the side-by-side twin of pipelines/timeline.py, step for step
+"""Timeline on Spark: the side-by-side twin of pipelines/stages/timeline.py, step for step
 (:func:`assign_timeline`, :func:`number_seq`, :func:`link_parents`, :func:`build_timeline`).
 
 The dense `seq` never funnels through one partition: a global sort (range-partitioned by
@@ -15,7 +15,7 @@ from datetime import timezone
 
 import pyarrow as pa
 
-from pipelines.timeline import _TKEY, ORDINAL_PREFIX, SORT_KEY, WALL, TimelineError
+from pipelines.stages.timeline import _TKEY, ORDINAL_PREFIX, SORT_KEY, WALL, TimelineError
 from schemas import DEDUP as D
 from schemas import TIMELINE as T
 
@@ -124,7 +124,7 @@ def build_timeline(df):
 
 
 def timeline_stats(df) -> dict:
-    """The counts of :func:`pipelines.timeline.timeline_stats`, computed in Spark."""
+    """The counts of :func:`pipelines.stages.timeline.timeline_stats`, computed in Spark."""
     from pyspark.sql import functions as F
 
     per_tl = (df.groupBy(T.timeline_id).agg(F.count(F.lit(1)).alias("rows"), F.min(D.created_at).alias("min"),

@@ -20,6 +20,7 @@ parallel (the Spark engine ships one unit per task).
 from __future__ import annotations
 
 import io
+import logging
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Union
@@ -100,7 +101,7 @@ class Reader:
     file_patterns: tuple[str, ...] = ("*",)
     # Optional block reader, ``(paths, batch_rows) -> (messages table or None, other outcomes,
     # records)`` per block: the same outcomes as ``read_unit``, the common records converted by
-    # column operations (pipelines/ingest.py uses it where present).
+    # column operations (pipelines/stages/ingest.py uses it where present).
     read_batches: Callable | None = None
 
 
@@ -266,3 +267,33 @@ def count_outcomes(outcomes: Iterable[Outcome]) -> dict[str, int]:
         else:
             c["messages"] += 1
     return c
+
+
+def expand_paths(patterns: Iterable[str], log: logging.Logger | None = None) -> list[str]:
+    """Expand globs (local or fsspec URLs) into a sorted, de-duplicated list of paths.
+
+    A literal path that does not exist is a SourceError. A glob that matches nothing is
+    only logged (a landing folder is often empty), but if no pattern matches anything the
+    source is a SourceError: it would silently ingest nothing.
+    """
+    patterns = list(patterns)
+    out: list[str] = []
+    empty: list[str] = []
+    for pat in patterns:
+        fs, path = fsspec.core.url_to_fs(pat)
+        proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
+        # A literal path wins over glob syntax: DiscordChatExporter names files "… [<id>].json".
+        if any(ch in path for ch in "*?[") and not fs.exists(path):
+            hits = sorted(fs.glob(path))
+            if not hits:
+                empty.append(pat)
+            out.extend(proto + h if proto and not h.startswith(proto) else h for h in hits)
+        else:
+            if not fs.exists(path):
+                raise SourceError(f"{pat}: file not found. Check the `paths` of this source.")
+            out.append(pat)
+    if not out:
+        raise SourceError(f"{', '.join(patterns)}: the pattern matches no file")
+    for pat in empty:
+        (log or logging.getLogger("socialcorpus.ingest")).warning("%s: the pattern matches no file (yet)", pat)
+    return sorted(set(out))

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from pipelines.sources.base import (Outcome, guarded, int64_or_none, parse_json, Quarantined, Reader, iter_lines_utf8,
                                     open_binary, text_size_check)
 from pipelines.sources.chatexport import M, to_json
-from pipelines.text import normalise_newlines
+from pipelines.core.text import normalise_newlines
 
 PLATFORM = "diplomacy"
 # The parallel arrays that must all have one element per message.

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from pipelines.sources.base import (files_in_turn, guarded, int64_or_none, Outcome, aliases, Quarantined, Reader, Skipped,
                                     text_size_check)
 from pipelines.sources.chatexport import M, load_json_file, parse_iso_utc, to_json
-from pipelines.text import normalise_newlines
+from pipelines.core.text import normalise_newlines
 
 PLATFORM = "discord"
 SPEECH_TYPES = ("Default", "Reply")  # every other DCE message type is a system event (join, pin, thread created…)

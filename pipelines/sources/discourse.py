@@ -18,7 +18,7 @@ import orjson
 
 from pipelines.sources.base import (Outcome, aliases, guarded, int64_or_none, iso_micros, parse_json, Quarantined, Reader,
                                     Skipped, open_binary, text_size_check)
-from pipelines.text import html_to_text, normalise_newlines
+from pipelines.core.text import html_to_text, normalise_newlines
 from schemas import MESSAGES as M
 
 PLATFORM = "discourse"

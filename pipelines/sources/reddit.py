@@ -18,7 +18,7 @@ import zstandard
 
 from pipelines.sources.base import (MAX_TEXT_CHARS, files_in_turn, guarded, int64_or_none, parse_json, Outcome,
                                     Quarantined, Reader, SourceError, open_binary, text_size_check)
-from pipelines.text import unescape
+from pipelines.core.text import unescape
 from schemas import MESSAGES as M
 
 PLATFORM = "reddit"

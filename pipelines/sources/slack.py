@@ -24,7 +24,7 @@ import fsspec
 from pipelines.sources.base import (Outcome, aliases, guarded, Quarantined, Reader, Skipped, SourceError, open_binary,
                                     text_size_check)
 from pipelines.sources.chatexport import M, from_unix, read_json_bytes, to_json
-from pipelines.text import normalise_newlines
+from pipelines.core.text import normalise_newlines
 
 PLATFORM = "slack"
 META_FILES = ("channels.json", "groups.json", "mpims.json", "dms.json", "users.json", "integration_logs.json",

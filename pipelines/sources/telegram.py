@@ -18,7 +18,7 @@ import ijson
 from pipelines.sources.base import (files_in_turn, guarded, open_binary, Outcome, Quarantined, Reader, Skipped,
                                     text_size_check)
 from pipelines.sources.chatexport import M, from_unix, parse_iso_utc, read_json_bytes, to_json
-from pipelines.text import normalise_newlines
+from pipelines.core.text import normalise_newlines
 
 PLATFORM = "telegram"
 # Older exports wrote peer ids in Telegram Desktop's internal encoding: a user id as is, a

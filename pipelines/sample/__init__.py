@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 
 import zstandard
 
-from pipelines import sample_signal
+from pipelines.sample import signal as sample_signal
 from schemas import QUARANTINE_REASONS
 
 # Pushshift monthly dumps are one zstd frame with no content size and a declared 2 GiB
@@ -1750,7 +1750,7 @@ def write_sample(out: str, seed: int = 0, scale: int = 1, signal: bool = False) 
     reason, near-duplicate clusters, record duplicates). ``scale`` multiplies threads and
     messages roughly linearly (scale 1: a few thousand messages).
 
-    ``signal``: plant the per-user habits of :mod:`pipelines.sample_signal` (listed in
+    ``signal``: plant the per-user habits of :mod:`pipelines.sample.signal` (listed in
     ``planted.json`` under ``signal``).
 
     Guarantees: the same ``seed``, ``scale`` and ``signal`` give byte-identical files; every planted

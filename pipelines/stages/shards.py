@@ -2,7 +2,7 @@
 
 Reads ``timeline``, ``pair_examples`` and ``OUT/tokenizer.json``. Every message any
 example references is tokenised once; rows (``schemas.SHARD``) are assembled by gathering
-(pipelines/render.py). Per split: rows sorted by ``example_id`` then permuted by ``seed``
+(pipelines/core/render.py). Per split: rows sorted by ``example_id`` then permuted by ``seed``
 (splits are cut upstream, before the shuffle), cut into files of about
 ``target_file_bytes`` with near-equal token counts, zstd, row groups of ``row_group_rows``.
 Each file is written under a temporary name and renamed; its name carries its content
@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import render, storage
-from pipelines import tokenizer as T
-from pipelines.checks import CheckResult
-from pipelines.progress import progress
+from pipelines.core import render, storage
+from pipelines.stages import tokenizer as T
+from pipelines.core.checks import CheckResult
+from pipelines.core.progress import progress
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import SHARD_SCHEMA_VERSION
@@ -243,7 +243,7 @@ def config_hash(config) -> str:
     """sha256 of what decides a build's content: the sources and every stage section's
     resolved settings (defaults included). Spark tuning and the Dagster schedule are left
     out (they do not change the output), and so is any secret."""
-    from pipelines.config import SECTIONS
+    from pipelines.core.config import SECTIONS
 
     doc = {"sources": [[s.name, s.format, list(s.paths)] for s in config.sources], "sections": {}}
     for name, target in sorted(SECTIONS.items()):

@@ -20,7 +20,7 @@ import hashlib
 
 import polars as pl
 
-from pipelines import storage
+from pipelines.core import storage
 from schemas import MESSAGES as M
 from schemas import RECORDS
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import orjson
 import zstandard
 
-from pipelines.config import SourceConfig
+from pipelines.core.config import SourceConfig
 from pipelines.sources.base import open_binary
 from pipelines.sources.reddit import epoch_micros
 
@@ -85,7 +85,7 @@ def month_of_file(path: str) -> str:
 
 def files_by_month(source: SourceConfig) -> dict[str, list[str]]:
     """The source's files grouped by month, each list sorted."""
-    from pipelines.ingest import expand_paths
+    from pipelines.sources.base import expand_paths
 
     out: dict[str, list[str]] = {}
     for p in expand_paths(source.paths):

@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.sources import FORMATS
-from pipelines.storage import join
+from pipelines.core.storage import join
 from schemas import MESSAGES, QUARANTINE
 
 # section name -> "module:ConfigClass"; the stage module owns its defaults.
 SECTIONS: dict[str, str] = {
-    "anonymize": "pipelines.anonymize:AnonymizeConfig",
-    "neardup": "pipelines.neardup:NearDupConfig",
-    "history": "pipelines.histories:HistoryConfig",
-    "examples": "pipelines.examples:ExamplesConfig",
-    "tokenizer": "pipelines.tokenizer:TokenizerConfig",
-    "shards": "pipelines.shards:ShardsConfig",
+    "anonymize": "pipelines.stages.anonymize:AnonymizeConfig",
+    "neardup": "pipelines.stages.neardup:NearDupConfig",
+    "history": "pipelines.stages.histories:HistoryConfig",
+    "examples": "pipelines.stages.examples:ExamplesConfig",
+    "tokenizer": "pipelines.stages.tokenizer:TokenizerConfig",
+    "shards": "pipelines.stages.shards:ShardsConfig",
     "spark": "pipelines.engines.spark:SparkConfig",
     "schedule": "dagster_project.automation:ScheduleConfig",
 }
@@ -45,7 +45,7 @@ ENGINES = ("polars", "spark")
 # A source name is a folder name under messages_raw/ and quarantine/: a slug, so it can
 # neither climb out of `out` ("../x") nor nest in ("a/b") nor differ only by case.
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-RAW_TABLES = (MESSAGES.name, QUARANTINE.name)  # the per-source tables (pipelines/ingest.py)
+RAW_TABLES = (MESSAGES.name, QUARANTINE.name)  # the per-source tables (pipelines/stages/ingest.py)
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from pipelines.config import CorpusConfig
+from pipelines.core.config import CorpusConfig
 
 SECRET_ENV = "SOCIALCORPUS_SECRET"
 

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tokenizers import Tokenizer
 
-from pipelines import tokenizer as T
-from pipelines.progress import progress
+from pipelines.stages import tokenizer as T
+from pipelines.core.progress import progress
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL

@@ -4,7 +4,7 @@ Writes are atomic per directory: files go to a temporary sibling ``<table>.tmp-<
 first and the finished directory replaces the old one by two renames (old table to
 ``<table>.old-<token>``, temporary to ``<table>``; same token), so a re-run replaces
 exactly what it rewrites (a partition, a table). A crash between the two renames leaves
-no live table; :func:`recover` (run by whoever takes the output lock, pipelines/lock.py)
+no live table; :func:`recover` (run by whoever takes the output lock, pipelines/core/lock.py)
 puts the old table back and removes what killed runs left. The rule is in
 docs/failure-model.md.
 """

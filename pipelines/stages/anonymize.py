@@ -8,7 +8,7 @@ pseudonym tokens, other PII becomes typed placeholders. Fully offline.
 * Mentions in ``text``, ``title`` and ``extra`` become ``<@u…>`` (see :func:`mention_rules`
   for exactly which forms and names count).
 * Other PII (e-mail, phone, IP, card, IBAN, profile URL, person names with NER) becomes
-  ``<EMAIL>``, ``<PHONE>``, … via Presidio (pipelines/pii.py), only on the messages the
+  ``<EMAIL>``, ``<PHONE>``, … via Presidio (pipelines/core/pii.py), only on the messages the
   regex prefilter flags.
 * ``pii_types`` lists one entry per replacement in ``title`` then ``text``: a placeholder
   type or ``MENTION``.
@@ -33,8 +33,8 @@ from functools import lru_cache
 import polars as pl
 import pyarrow as pa
 
-from pipelines import storage
-from pipelines.pii import PREFILTER, PiiEngine
+from pipelines.core import storage
+from pipelines.core.pii import PREFILTER, PiiEngine
 from schemas import ANON, RECORDS
 from schemas import MESSAGES as M
 from schemas.messages import ROLE_PLATFORMS

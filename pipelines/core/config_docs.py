@@ -1,4 +1,4 @@
-"""Writes docs/configuration.md from the stage config dataclasses (`python -m pipelines.config_docs`).
+"""Writes docs/configuration.md from the stage config dataclasses (`python -m pipelines.core.config_docs`).
 
 Each section's fields, types and defaults come from its dataclass; a field's description
 comes from a `name: text` line in the class docstring (or a `#:` comment is not needed).
@@ -13,11 +13,11 @@ import inspect
 import re
 from pathlib import Path
 
-from pipelines.config import SECTIONS, SOURCE_NAME
+from pipelines.core.config import SECTIONS, SOURCE_NAME
 
 HEADER = f"""# The corpus configuration file
 
-Generated from the stage config dataclasses by `python -m pipelines.config_docs`; do not
+Generated from the stage config dataclasses by `python -m pipelines.core.config_docs`; do not
 edit by hand. One TOML file drives `socialcorpus build` and the Dagster assets.
 
 ```toml
@@ -82,7 +82,7 @@ def render() -> str:
 
 
 def main() -> None:
-    path = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    path = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     path.write_text(render(), encoding="utf-8")
     print(f"wrote {path}")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.anonymize import (N_COMMUNITY, N_KEY, AnonymizeConfig, author_keys, is_platform_name, mentionable,
+from pipelines.stages.anonymize import (N_COMMUNITY, N_KEY, AnonymizeConfig, author_keys, is_platform_name, mentionable,
                                  platform_scope)
-from pipelines.checks import CheckResult
+from pipelines.core.checks import CheckResult
 from schemas import MESSAGES as M
 from schemas.messages import ROLE_PLATFORMS
 

@@ -25,7 +25,7 @@ import fsspec
 import polars as pl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipelines import storage
+from pipelines.core import storage
 from schemas import EXAMPLES, TIMELINE
 from schemas.placeholders import MENTION_RE, PLACEHOLDERS, PSEUDONYM_HEX, PSEUDONYM_PREFIX
 from schemas.shards import ROLE_NAMES

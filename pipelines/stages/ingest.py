@@ -13,13 +13,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute
 
-from pipelines import storage
-from pipelines.progress import progress
-from pipelines.sources import Quarantined, Skipped, SourceError, get_reader
+from pipelines.core import storage
+from pipelines.core.progress import progress
+from pipelines.sources import Quarantined, Skipped, get_reader
+from pipelines.sources.base import expand_paths  # noqa: F401  (re-exported: where ingest reads from)
 from schemas import MESSAGES, QUARANTINE
 
 BATCH_ROWS = 20_000
@@ -41,36 +41,6 @@ class IngestStats:
         d = asdict(self)
         d.pop("files")
         return d | {"files": self.files}
-
-
-def expand_paths(patterns: Iterable[str], log: logging.Logger | None = None) -> list[str]:
-    """Expand globs (local or fsspec URLs) into a sorted, de-duplicated list of paths.
-
-    A literal path that does not exist is a SourceError. A glob that matches nothing is
-    only logged (a landing folder is often empty), but if no pattern matches anything the
-    source is a SourceError: it would silently ingest nothing.
-    """
-    patterns = list(patterns)
-    out: list[str] = []
-    empty: list[str] = []
-    for pat in patterns:
-        fs, path = fsspec.core.url_to_fs(pat)
-        proto = pat.split("://", 1)[0] + "://" if "://" in pat else ""
-        # A literal path wins over glob syntax: DiscordChatExporter names files "… [<id>].json".
-        if any(ch in path for ch in "*?[") and not fs.exists(path):
-            hits = sorted(fs.glob(path))
-            if not hits:
-                empty.append(pat)
-            out.extend(proto + h if proto and not h.startswith(proto) else h for h in hits)
-        else:
-            if not fs.exists(path):
-                raise SourceError(f"{pat}: file not found. Check the `paths` of this source.")
-            out.append(pat)
-    if not out:
-        raise SourceError(f"{', '.join(patterns)}: the pattern matches no file")
-    for pat in empty:
-        (log or logging.getLogger("socialcorpus.ingest")).warning("%s: the pattern matches no file (yet)", pat)
-    return sorted(set(out))
 
 
 def _table(rows: list[dict]) -> pa.Table:
@@ -204,39 +174,34 @@ def ingest(format: str, patterns: Iterable[str], messages_url: str, quarantine_u
     return stats
 
 
-def ingest_files(ctx, format: str, patterns: Iterable[str], messages_url: str, quarantine_url: str) -> IngestStats:
-    """:func:`ingest` on the run's engine: Polars here, or Spark (units parsed in executors)."""
-    if ctx.config.engine == "spark":
-        from pipelines.engines import spark
-
-        return spark.ingest(ctx.spark(), format, patterns, messages_url, quarantine_url)
-    return ingest(format, patterns, messages_url, quarantine_url, ctx.log)
-
-
-def ingest_source(ctx, source_name: str) -> dict:
+def ingest_source(ctx, source_name: str, engine=None) -> dict:
     """Ingest one configured source; return its summary.
 
-    The layout is the one Dagster's partitions use (pipelines/partitions.py): monthly
+    The layout is the one Dagster's partitions use (pipelines/core/partitions.py): monthly
     formats write `messages_raw/<name>/<YYYY-MM>` per month (months whose files are gone
     are removed), every other format `messages_raw/<name>`; quarantine likewise.
     """
-    from pipelines.partitions import MONTHLY_FORMATS, files_by_month, merge_summaries
+    from pipelines.core.partitions import MONTHLY_FORMATS, files_by_month, merge_summaries
 
+    if engine is None:
+        from pipelines import engines
+
+        engine = engines.for_run(ctx)
     src = ctx.config.source(source_name)
     raw, quar = ctx.config.table_url("messages_raw", src.name), ctx.config.table_url("quarantine", src.name)
     if src.format not in MONTHLY_FORMATS:
-        stats = ingest_files(ctx, src.format, src.paths, raw, quar)
+        stats = engine.ingest(src.format, src.paths, raw, quar, ctx.log)
         return {"source": src.name, **stats.summary()}
     months = files_by_month(src)
-    per = [{"month": m, **ingest_files(ctx, src.format, files, storage.join(raw, m), storage.join(quar, m)).summary()}
+    per = [{"month": m, **engine.ingest(src.format, files, storage.join(raw, m), storage.join(quar, m), ctx.log).summary()}
            for m, files in months.items()]
     for root in (raw, quar):
         storage.remove_children_except(root, set(months))
     return {"source": src.name, **merge_summaries(per, format=src.format), "months": per}
 
 
-def run(ctx) -> dict:
+def run(ctx, engine) -> dict:
     """Ingest every configured source; the stage summary has one entry per source plus totals."""
-    per = [ingest_source(ctx, s.name) for s in ctx.config.sources]
+    per = [ingest_source(ctx, s.name, engine) for s in ctx.config.sources]
     tot = {k: sum(p[k] for p in per) for k in ("records", "messages", "quarantined", "skipped")}
     return {"sources": per, **tot}

@@ -10,7 +10,7 @@ dies, so a killed build never leaves the folder locked). Next to it a JSON holde
 (pid, host, process start, when, command) lets a refused run say who holds the lock. A
 holder record left behind by a process that died without releasing is reported as stale
 and taken over with a warning. Whoever holds the lock also cleans what killed runs left
-(:func:`pipelines.storage.recover`), which is safe only because no other run is writing.
+(:func:`pipelines.core.storage.recover`), which is safe only because no other run is writing.
 
 For a local ``out`` the lock lives in ``OUT/.socialcorpus-lock``. Object stores have no
 lock primitive, so for any other URL (``s3://``, ``memory://``) the lock file is local, in
@@ -164,7 +164,7 @@ def out_lock(out: str, command: str | None = None, *, wait: float = 0.0,
     the holder); > 0 waits up to that many seconds, logging the holder now and then.
     Re-entrant within one process. On first entry, a holder record left by a dead process is
     reported and replaced, and the leftovers of killed runs are recovered
-    (:func:`pipelines.storage.recover`); the yielded dict says what was restored or removed.
+    (:func:`pipelines.core.storage.recover`); the yielded dict says what was restored or removed.
     """
     log = log or logging.getLogger("socialcorpus.lock")
     command = command or " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])
@@ -197,7 +197,7 @@ def out_lock(out: str, command: str | None = None, *, wait: float = 0.0,
         report = {"restored": [], "removed": [], "stale_holder": stale}
         with _HELD_GUARD:
             _HELD[lock] = [fl, 1, report]
-        from pipelines import storage  # polars & co. only once a run really writes
+        from pipelines.core import storage  # polars & co. only once a run really writes
 
         report.update(storage.recover(out))
         for p in report["restored"]:

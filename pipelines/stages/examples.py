@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from pipelines import storage
-from pipelines.checks import CheckResult
-from pipelines.histories import HistoryConfig
+from pipelines.core import storage
+from pipelines.core.checks import CheckResult
+from pipelines.stages.histories import HistoryConfig
 from schemas import EXAMPLES as E
 from schemas import HISTORIES as H
 from schemas import TIMELINE as T

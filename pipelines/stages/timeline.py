@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines import storage
-from pipelines.checks import CheckResult
+from pipelines.core import storage
+from pipelines.core.checks import CheckResult
 from schemas import DEDUP as D
 from schemas import TIMELINE as T
 

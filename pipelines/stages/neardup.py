@@ -2,7 +2,7 @@
 
 1. Candidates: messages with at least ``min_tokens`` words (title + text). Shorter messages
    ("lol", "thanks", "+1") are never candidates: repeated short replies are normal speech.
-2. MinHash signatures over k-word shingles (pipelines/minhash.py, equal to datasketch's).
+2. MinHash signatures over k-word shingles (pipelines/core/minhash.py, equal to datasketch's).
 3. LSH banding as a group-by on (band, band key): every message in a bucket is linked to the
    bucket's smallest row (a star, so a bucket of n messages gives n-1 edges, not n^2).
 4. Verification: an edge is kept when the signatures agree on at least ``threshold`` of
@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines import storage
-from pipelines.minhash import band_keys, signatures
+from pipelines.core import storage
+from pipelines.core.minhash import band_keys, signatures
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
