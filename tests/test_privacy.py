@@ -1,7 +1,7 @@
 """Privacy, end to end: nothing planted in the demo dumps survives into any anonymised output.
 
 The demo corpus plants e-mails, phone numbers, IPs, card numbers, IBANs, profile URLs and
-mentions of other authors (see pipelines/sample.py and its planted.json). Every table from
+mentions of other authors (see pipelines/sample/ and its planted.json). Every table from
 `messages_anon` on, the tokenizer and the decoded shards must be free of them, of every raw
 author handle and of the secret.
 """

@@ -2,7 +2,7 @@
 
 The usual demo corpus has no per-user regularity a model could learn from the history
 streams, so an ablation on it cannot show that the streams carry anything. With
-``--signal`` every thread generated through :class:`pipelines.sample.Talk` (all formats but
+``--signal`` every thread generated through :class:`pipelines.sample.talk.Talk` (all formats but
 Diplomacy) gets two habits, each drawn from a small set of made-up words no template uses:
 
 * **own habit** (``signoff``, one of ``N_SIGNOFFS`` words per user): every message of a user
@@ -75,7 +75,7 @@ class SignalPlanter:
         return per[handle]
 
     def plant_thread(self, style: str, msgs: list) -> None:
-        """Rewrite ``msgs`` (a thread of :class:`pipelines.sample.Msg`, in time order) in place."""
+        """Rewrite ``msgs`` (a thread of :class:`pipelines.sample.talk.Msg`, in time order) in place."""
         n = self._threads.get(style, 0)
         self._threads[style] = n + 1
         echo = hashlib.sha256(f"{self.seed}:{style}:thread:{n}".encode()).digest()[0] % 2 == 1
