@@ -1,4 +1,4 @@
-"""How a stage becomes an asset: one call into `pipelines/`, its summary turned into metadata.
+"""How a stage becomes an asset: one call into `pipelines/`, its StageResult turned into metadata.
 
 The body of every stage asset is the same two lines, so it is written once here; the
 stage modules in this folder only declare which stage, which key, which group, which
@@ -27,7 +27,7 @@ ON_UPSTREAM_UPDATE = (
 
 
 def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey], description: str):
-    """An asset that runs ``pipelines.stages`` stage ``stage`` and reports its summary."""
+    """An asset that runs ``pipelines.stages`` stage ``stage`` and reports its StageResult."""
     spec = get_stage(stage)
 
     @asset(
@@ -38,7 +38,8 @@ def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey]
         kinds={"polars", "parquet"},
         automation_condition=ON_UPSTREAM_UPDATE,
         check_specs=[AssetCheckSpec(COUNTS_CHECK, asset=key, blocking=True,
-                                    description="rows_in == rows_out + dropped by reason")],
+                                    description="rows_in == rows_out + dropped by reason, for each of "
+                                                "the stage's flows (StageResult.conservation)")],
         metadata={"stage": stage, "module": spec.module, "writes": ", ".join(spec.writes)},
     )
     def _stage(context: AssetExecutionContext, corpus: CorpusConfigResource,
@@ -48,7 +49,7 @@ def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey]
         # concurrent `socialcorpus build` makes them wait instead of racing it.
         with out_lock(ctx.config.out, f"dagster asset {key} (run {context.run.run_id})", wait=step_wait_s(),
                       log=context.log):
-            summary = run_stage(stage, ctx)
-        return stage_result(stage, ctx.config, summary)
+            result = run_stage(stage, ctx)
+        return stage_result(stage, ctx.config, result)
 
     return _stage

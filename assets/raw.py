@@ -36,8 +36,8 @@ def raw_asset(config: CorpusConfig, format: str) -> AssetsDefinition:
         ctx = run_context(corpus, pseudonym_secret, context.log, spark)
         with out_lock(ctx.config.out, f"dagster asset {key.to_user_string()}[{context.partition_key}] "
                       f"(run {context.run.run_id})", wait=step_wait_s(), log=context.log):
-            summary = ingest_partition(ctx, format, context.partition_key)
-        return ingest_result(ctx.config, format, context.partition_key, summary)
+            result = ingest_partition(ctx, format, context.partition_key)
+        return ingest_result(ctx.config, format, context.partition_key, result)
 
     return _raw
 

@@ -20,42 +20,37 @@ import argparse
 import hashlib
 import json
 import os
-import sys
-import re
 import shutil
+import sys
 
 SECRET = "output-hashes-fixed-secret"
 SKIP = {"build_summary.json", ".socialcorpus-lock", ".socialcorpus-lock.holder.json"}
 
 
-_SPARK_PART = re.compile(r"^(part-\d+)-[0-9a-f-]{36}-c\d+(\.\w+)*\.parquet$")
-
-
-def _content_hash(path: str) -> str:
-    """sha256 of a Parquet file's rows and schema (Arrow IPC), independent of its encoding."""
+def _table_hash(paths: list[str]) -> str:
+    """sha256 of the rows and schema (Arrow IPC) of the Parquet files ``paths`` read in that order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    t = pa.concat_tables([pq.read_table(p) for p in paths]) if len(paths) > 1 else pq.read_table(paths[0])
     sink = pa.BufferOutputStream()
-    t = pq.read_table(path)
     with pa.ipc.new_stream(sink, t.schema) as w:
-        w.write_table(t)
+        w.write_table(t.combine_chunks())
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 def hash_tree(root: str) -> dict[str, dict[str, str]]:
-    """{"bytes": {file: sha256}, "content": {file: sha256}} for every output file under ``root``.
+    """{"bytes": {file: sha256}, "content": {table folder or file: sha256}} for every output under ``root``.
 
-    `content` hashes a table's rows rather than its bytes, under a name without Spark's random
-    part-file suffix, so the two engines' tables compare; shards and other files are hashed
-    by their bytes in both.
+    `content` hashes each table folder's rows (its part files read in name order) rather than
+    file bytes, so builds whose part files are cut differently (Spark samples its range
+    boundaries) still compare; shards and the other files are hashed by their bytes in both.
     """
-    raw, content = {}, {}
+    raw, content, tables = {}, {}, {}
     for d, dirs, files in os.walk(root):
         dirs.sort()
         for f in sorted(files):
-            if f in SKIP or f.startswith(".socialcorpus-lock") or f.startswith(".") or f.endswith(".crc") \
-                    or f == "_SUCCESS":
+            if f in SKIP or f.startswith(".") or f.endswith(".crc") or f == "_SUCCESS":
                 continue
             p = os.path.join(d, f)
             rel = os.path.relpath(p, root)
@@ -67,10 +62,12 @@ def hash_tree(root: str) -> dict[str, dict[str, str]]:
                 record.pop("engine", None)
                 data = json.dumps(record, sort_keys=True).encode()
             raw[rel] = hashlib.sha256(data).hexdigest()
-            m = _SPARK_PART.match(f)
-            name = os.path.join(os.path.dirname(rel), m.group(1) + ".parquet") if m else rel
-            in_shards = rel.split(os.sep)[0] == "shards"
-            content[name] = (_content_hash(p) if f.endswith(".parquet") and not in_shards else raw[rel])
+            if f.endswith(".parquet") and rel.split(os.sep)[0] != "shards":
+                tables.setdefault(os.path.dirname(rel), []).append(p)
+            else:
+                content[rel] = raw[rel]
+    for folder, paths in tables.items():
+        content[folder] = _table_hash(paths)
     return {"bytes": raw, "content": content}
 
 
@@ -96,11 +93,11 @@ def build_all(engine: str, tmp: str, which: tuple[str, ...] = ("demo", "real")) 
     return result
 
 
-def compare(before: dict, after: dict) -> list[str]:
+def compare(before: dict, after: dict, kind: str | None = None) -> list[str]:
     """What differs: file bytes when both builds ran on Polars (deterministic files), table contents
-    otherwise (Spark names its part files at random)."""
+    otherwise (Spark names its part files at random), or ``kind`` when given."""
     diffs = []
-    kind = "bytes" if before.get("engine") == after.get("engine") == "polars" else "content"
+    kind = kind or ("bytes" if before.get("engine") == after.get("engine") == "polars" else "content")
     for corpus in sorted(set(before) - {"engine"} | set(after) - {"engine"}):
         b, a = before.get(corpus, {}).get(kind, {}), after.get(corpus, {}).get(kind, {})
         for f in sorted(set(b) | set(a)):
@@ -116,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default="/tmp/socialcorpus-output-hashes", help="work folder (emptied first)")
     p.add_argument("--json", help="write the hashes to this file")
     p.add_argument("--compare", help="compare with hashes written before; exit 1 on any difference")
+    p.add_argument("--by", choices=["bytes", "content"],
+                   help="compare file bytes or table contents (default: bytes between two Polars builds)")
     args = p.parse_args(argv)
     shutil.rmtree(args.dir, ignore_errors=True)
     hashes = {"engine": args.engine, **build_all(args.engine, args.dir, (args.only,) if args.only else ("demo", "real"))}
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             before = json.load(f)
         if args.only:
             before = {"engine": before.get("engine"), args.only: before.get(args.only, {})}
-        diffs = compare(before, hashes)
-        print(f"{n} files hashed; {len(diffs)} differ from {args.compare} (compared by {'bytes' if before.get('engine') == args.engine == 'polars' else 'table content'})")
+        diffs = compare(before, hashes, args.by)
+        print(f"{n} files hashed; {len(diffs)} differ from {args.compare} (compared by {args.by or ('bytes' if before.get('engine') == args.engine == 'polars' else 'content')})")
         for d in diffs[:50]:
             print("  " + d)
         return 1 if diffs else 0

@@ -35,23 +35,7 @@ from dagster_project.partitions import PartitionError, partition_keys, partition
 from pipelines.sources import SourceError
 from dagster_project.resources import CorpusStorage
 from pipelines.core.config import CorpusConfig
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """The ``[schedule]`` section of the corpus config.
-
-    cron: when the full rebuild runs (default Sundays 03:00).
-    timezone: the cron's time zone.
-    landing: fsspec URL of the folder new dump files arrive in (None: the sensor idles).
-      Landed files are ingested when a configured source's ``paths`` match them.
-    sensor_interval_s: how often the landing sensor lists the folder.
-    """
-
-    cron: str = "0 3 * * 0"
-    timezone: str = "UTC"
-    landing: str | None = None
-    sensor_interval_s: int = 60
+from pipelines.core.settings import ScheduleConfig  # the [schedule] section (was defined here)
 
 
 @dataclass(frozen=True)
@@ -90,7 +74,7 @@ def _run_key(fmt: str, key: str, files: list[str], cursor: dict[str, int]) -> st
 
 def landing_url(config: CorpusConfig) -> str | None:
     """``[schedule] landing``; a relative path is relative to the config file, like source paths."""
-    landing = config.section("schedule").landing
+    landing = config.section(ScheduleConfig).landing
     if not landing or "://" in landing or os.path.isabs(landing) or not config.path:
         return landing
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config.path)), landing))
@@ -98,7 +82,7 @@ def landing_url(config: CorpusConfig) -> str | None:
 
 def build_landing_sensor(config: CorpusConfig, ingest_jobs: dict):
     """The landing sensor; ``ingest_jobs`` maps each configured format to its partitioned ingest job."""
-    sched: ScheduleConfig = config.section("schedule")
+    sched = config.section(ScheduleConfig)
     landing = landing_url(config)
 
     @sensor(
@@ -135,7 +119,7 @@ def build_schedules(config: CorpusConfig, ingest_jobs: dict) -> list:
     of its format that has input, and the stages downstream follow through
     ``corpus_automation`` once no ingest run is in progress.
     """
-    sched: ScheduleConfig = config.section("schedule")
+    sched = config.section(ScheduleConfig)
 
     def make(fmt: str, job):
         @schedule(

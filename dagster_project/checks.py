@@ -2,7 +2,9 @@
 
 Each check loads what it needs from storage and calls the check function that lives with
 its stage in ``pipelines/`` (so the CLI, the tests and Dagster agree on what "passed"
-means). A failing check names what failed and how many rows, with up to ten samples.
+means). A stage's counts check (``counts_conserved``, inline in its asset) is its result's
+:meth:`pipelines.core.results.StageResult.conservation`, only reported here. A failing check
+names what failed and how many rows, with up to ten samples.
 Checks on the corpus's integrity are blocking: a failure stops downstream assets.
 """
 
@@ -12,11 +14,11 @@ import json
 import pyarrow.parquet as pq
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
-from dagster_project.metadata import dropped_total
 from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run_context
 from pipelines.core import storage
 from pipelines.core.checks import CheckResult
 from pipelines.core.config import CorpusConfig
+from pipelines.core.results import StageResult
 
 
 def to_dagster(result: CheckResult, **extra) -> AssetCheckResult:
@@ -41,51 +43,22 @@ def _rows(url: str) -> int:
 
 # --- the glue: load a table, call the stage's check -------------------------------------------------
 
-def ingest_conservation(config: CorpusConfig, tables: list[tuple[str, str]], summary: dict) -> CheckResult:
-    """records == messages + quarantined + skipped, and the written tables hold exactly those rows."""
-    r, m, q, s = (summary[k] for k in ("records", "messages", "quarantined", "skipped"))
+def ingest_conservation(config: CorpusConfig, tables: list[tuple[str, str]], result: StageResult) -> CheckResult:
+    """The ingest result's own conservation (records = messages + quarantined + skipped, see
+    :func:`pipelines.stages.ingest.result_of`), and the written tables hold exactly the rows it
+    counted (read from the Parquet footers here, since only this check reads the files)."""
+    counts = result.conservation()
+    m, q = result.rows_out, result.dropped_by_reason.get("quarantined", 0)
     written_m = sum(_rows(mu) for mu, _ in tables)
     written_q = sum(_rows(qu) for _, qu in tables)
-    problems = []
-    if r != m + q + s:
-        problems.append(f"records {r} != messages {m} + quarantined {q} + skipped {s} ({r - m - q - s} unaccounted)")
+    problems = [] if counts.passed else [counts.description]
     if written_m != m:
         problems.append(f"messages_raw holds {written_m} rows, the reader counted {m}")
     if written_q != q:
         problems.append(f"quarantine holds {written_q} rows, the reader counted {q}")
-    failed = abs(r - m - q - s) + abs(written_m - m) + abs(written_q - q)
-    return CheckResult("record_conservation", not problems, failed,
-                       "; ".join(problems) or f"{r} records = {m} messages + {q} quarantined + {s} skipped",
-                       [[u for u, _ in tables]])
-
-
-# pair examples count two flows (see pipelines.stages.examples.examples_stats): messages in become
-# targets or are dropped, and candidate (author, interlocutor, target) rows become examples
-# or are capped away.
-EXAMPLE_CANDIDATE_DROPS = ("user_disjoint", "cap_target", "cap_pair", "cap_author")
-
-
-def stage_conservation(stage: str, summary: dict) -> CheckResult:
-    """A stage's counts add up: rows_in == rows_out + dropped (by reason); for examples, both of
-    messages_in == target_messages + message drops and candidates == rows_out + candidate drops."""
-    rin, rout, dropped = summary.get("rows_in"), summary.get("rows_out"), dropped_total(summary)
-    if stage == "examples" and "candidates" in summary:
-        by = summary.get("dropped_by_reason", {})
-        cand_drop = sum(v for k, v in by.items() if k in EXAMPLE_CANDIDATE_DROPS)
-        msg_drop = dropped - cand_drop
-        off_m = summary["messages_in"] - summary["target_messages"] - msg_drop
-        off_c = summary["candidates"] - rout - cand_drop
-        ok = off_m == 0 and off_c == 0
-        return CheckResult(f"{stage}_counts", ok, abs(off_m) + abs(off_c),
-                           f"messages_in {summary['messages_in']} = targets {summary['target_messages']} + "
-                           f"message drops {msg_drop} (off by {off_m}); candidates {summary['candidates']} = "
-                           f"examples {rout} + candidate drops {cand_drop} (off by {off_c})")
-    if rin is None or rout is None:
-        return CheckResult(f"{stage}_counts", False, 0, f"stage {stage} returned no rows_in/rows_out")
-    ok = rin == rout + dropped
-    return CheckResult(f"{stage}_counts", ok, abs(rin - rout - dropped),
-                       f"rows_in {rin} {'=' if ok else '!='} rows_out {rout} + dropped {dropped}"
-                       + ("" if ok else f" ({rin - rout - dropped} rows unaccounted)"))
+    failed = counts.failed_rows + abs(written_m - m) + abs(written_q - q)
+    return CheckResult("record_conservation", not problems, failed, "; ".join(problems) or counts.description,
+                       [*counts.samples, [u for u, _ in tables]])
 
 
 def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:

@@ -1,9 +1,9 @@
 """Turning a stage's summary into the metadata the Dagster UI shows, and plots into markdown.
 
-A stage summary (``run(ctx) -> dict``) is JSON-able: numbers become numeric metadata
-(plotted over time by the UI), ``rows_out`` also becomes ``dagster/row_count``, dicts
-become JSON, and a few derived rates (dedup rate, blow-up factor) are added where their
-inputs are present. Plots are matplotlib PNGs embedded in markdown as data URLs, the way
+A stage's JSON summary (:meth:`pipelines.core.results.StageResult.summary`) becomes the
+metadata: numbers become numeric metadata (plotted over time by the UI), ``rows_out`` also
+becomes ``dagster/row_count``, dicts become JSON, and a few derived rates (dedup rate,
+near-dup rate, quarantine rate) are added by dagster_project/results.py. Plots are matplotlib PNGs embedded in markdown as data URLs, the way
 the Dagster UI renders images in metadata.
 """
 
@@ -15,6 +15,8 @@ import math
 from typing import Any, Mapping
 
 from dagster import MetadataValue
+
+from pipelines.core.results import StageResult
 
 SECRET_WORDS = ("secret", "salt", "key_value")
 
@@ -36,21 +38,19 @@ def _value(v: Any):
     return MetadataValue.text(s)
 
 
-def summary_metadata(summary: Mapping[str, Any], derived: Mapping[str, Any] | None = None) -> dict:
-    """Metadata for one materialisation: every summary field, ``dagster/row_count``, derived rates.
+def summary_metadata(result: StageResult, derived: Mapping[str, Any] | None = None) -> dict:
+    """Metadata for one materialisation: every field of the result's summary (the JSON build
+    summary's entry), ``dagster/row_count`` (rows out), derived rates.
 
     A string field whose name says it could carry a secret is left out, so a stage bug
     cannot put the pseudonym key into the UI.
     """
     md: dict[str, Any] = {}
-    for k, v in summary.items():
+    for k, v in result.summary().items():
         if isinstance(v, str) and any(w in k.lower() for w in SECRET_WORDS):
             continue
         md[k] = _value(v)
-    if isinstance(summary.get("rows_out"), int):
-        md["dagster/row_count"] = MetadataValue.int(summary["rows_out"])
-    elif isinstance(summary.get("messages"), int):
-        md["dagster/row_count"] = MetadataValue.int(summary["messages"])
+    md["dagster/row_count"] = MetadataValue.int(result.rows_out)
     for k, v in (derived or {}).items():
         md[k] = _value(v)
     return md
@@ -60,14 +60,6 @@ def rate(part: int | float | None, whole: int | float | None) -> float | None:
     if not whole or part is None:
         return None
     return round(float(part) / float(whole), 6)
-
-
-def dropped_total(summary: Mapping[str, Any]) -> int:
-    """Sum of a summary's dropped-by-reason counts (``dropped_by_reason`` or ``dropped``)."""
-    d = summary.get("dropped_by_reason", summary.get("dropped", {}))
-    if isinstance(d, Mapping):
-        return int(sum(int(x) for x in d.values()))
-    return int(d or 0)
 
 
 def png_markdown(fig, title: str) -> MetadataValue:

@@ -18,6 +18,7 @@ from dagster import MonthlyPartitionsDefinition, StaticPartitionsDefinition
 
 from pipelines.stages import ingest as ingest_mod
 from pipelines.core.config import CorpusConfig
+from pipelines.core.results import StageResult
 from pipelines.core.partitions import (MONTHLY_FORMATS, PartitionError, files_by_month,  # noqa: F401 (re-exported)
                                   merge_summaries, month_of_file)
 from pipelines.sources import FORMATS
@@ -59,11 +60,12 @@ def partition_tables(config: CorpusConfig, format: str, key: str) -> list[tuple[
     return [(config.table_url("messages_raw", key), config.table_url("quarantine", key))]
 
 
-def ingest_partition(ctx, format: str, key: str) -> dict:
+def ingest_partition(ctx, format: str, key: str) -> StageResult:
     """Ingest partition ``key`` of ``format`` (a month of every Reddit source, or one source).
 
-    Returns the ingest summary (summed over sources, with a per-source list); a month
-    without files still writes empty tables, so a re-run after files were withdrawn
+    Returns the ingest StageResult (:func:`pipelines.stages.ingest.result_of`): totals over the
+    sources, the summed summary's fields as figures and, for a month, the per-source list; a
+    month without files still writes empty tables, so a re-run after files were withdrawn
     replaces the old partition.
     """
     from pipelines import engines
@@ -74,7 +76,8 @@ def ingest_partition(ctx, format: str, key: str) -> dict:
         src = config.source(key)
         if src.format != format:
             raise PartitionError(f"partition {key!r} is a {src.format} source, not {format}")
-        return ingest_mod.ingest_source(ctx, key, engine)
+        summary = ingest_mod.ingest_source(ctx, key, engine)
+        return ingest_mod.result_of([summary], **_figures(summary)).with_run(engine=engine.name)
     per = []
     for s in config.sources:
         if s.format != format:
@@ -84,7 +87,13 @@ def ingest_partition(ctx, format: str, key: str) -> dict:
         stats = engine.ingest(format, files, config.table_url("messages_raw", s.name, key),
                               config.table_url("quarantine", s.name, key), ctx.log)
         per.append({"source": s.name, **stats.summary()})
-    return {**merge_summaries(per, format=format, partition=key), "sources": per}
+    merged = merge_summaries(per, format=format, partition=key)
+    return ingest_mod.result_of(per, **_figures(merged), sources=per).with_run(engine=engine.name)
+
+
+def _figures(summary: dict) -> dict:
+    """An ingest summary's fields other than the totals (which the result adds itself)."""
+    return {k: v for k, v in summary.items() if k not in ingest_mod.INGEST_TOTALS}
 
 
 def partition_of_file(config: CorpusConfig, path: str) -> tuple[str, str] | None:

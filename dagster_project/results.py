@@ -1,50 +1,40 @@
-"""From a stage's summary to a MaterializeResult: metadata, derived rates, plots, inline checks.
+"""From a stage's StageResult to a MaterializeResult: metadata, derived rates, plots, inline checks.
 
-Asset bodies stay one line of work (call the stage) and one line of reporting (this).
+Asset bodies stay one line of work (call the stage) and one line of reporting (this). The
+metadata is the result's JSON summary (:meth:`StageResult.summary`), so the UI shows the same
+keys as `socialcorpus build --json`; the counts check is the result's own
+:meth:`StageResult.conservation`, reported, not recomputed.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from dagster import AssetCheckResult, MaterializeResult, MetadataValue
 
 from dagster_project import checks, plots
-from dagster_project.metadata import dropped_total, rate, summary_metadata
+from dagster_project.metadata import rate, summary_metadata
 from dagster_project.partitions import partition_tables
 from pipelines.core import storage
 from pipelines.core.config import CorpusConfig
+from pipelines.core.results import StageResult
 
 COUNTS_CHECK = "counts_conserved"
 RECORDS_CHECK = "record_conservation"
 
 
-def _get(d: Mapping, *path, default=None):
-    for p in path:
-        if not isinstance(d, Mapping) or p not in d:
-            return default
-        d = d[p]
-    return d
-
-
-def _derived(stage: str, s: Mapping[str, Any]) -> dict:
-    """The numbers a user looks for first, computed from whatever the stage reported."""
+def _derived(result: StageResult) -> dict:
+    """The numbers a user looks for first, from the result's counts and its stage's figures."""
     d: dict[str, Any] = {}
-    rin, rout = s.get("rows_in"), s.get("rows_out")
-    if stage == "dedup" and rin:
-        d["dedup_rate"] = rate(rin - (rout or 0), rin)
-    if stage == "neardup":
-        nontarget = s.get("non_targets", s.get("not_target", s.get("duplicates")))
-        if isinstance(nontarget, int):
-            d["near_dup_rate"] = rate(nontarget, rout or rin)
-    if stage == "examples" and "blowup" not in s and s.get("target_messages"):
-        d["blowup"] = rate(rout, s["target_messages"])
-    if stage == "shards":
-        splits = s.get("splits")
-        if isinstance(splits, Mapping):
-            d["tokens_per_split"] = {k: _get(v, "tokens") for k, v in splits.items()}
-            d["rows_per_split"] = {k: _get(v, "rows") for k, v in splits.items()}
+    rin, rout, fig = result.rows_in, result.rows_out, result.figures
+    if result.stage == "dedup":
+        d["dedup_rate"] = rate(rin - rout, rin)
+    if result.stage == "neardup":  # duplicates stay as context rows (is_target false), not dropped
+        d["near_dup_rate"] = rate(fig["duplicates"], rout)
+    if result.stage == "shards":
+        d["tokens_per_split"] = {k: v["tokens"] for k, v in fig["splits"].items()}
+        d["rows_per_split"] = {k: v["rows"] for k, v in fig["splits"].items()}
     return {k: v for k, v in d.items() if v is not None}
 
 
@@ -70,23 +60,24 @@ PLOTS: dict[str, tuple[Callable[[CorpusConfig], dict], ...]] = {
 }
 
 
-def stage_result(stage: str, config: CorpusConfig, summary: Mapping[str, Any]) -> MaterializeResult:
+def _counts_check(name: str, counts, result: StageResult) -> AssetCheckResult:
+    return AssetCheckResult(check_name=name, passed=counts.passed, description=counts.description,
+                            metadata={"failed_rows": counts.failed_rows, "dropped": result.dropped,
+                                      "failed_flows": ", ".join(f.name for f in result.laws() if f.off_by)})
+
+
+def stage_result(stage: str, config: CorpusConfig, result: StageResult) -> MaterializeResult:
     """Metadata (summary, derived rates, plots) and the stage's counts check."""
-    md = summary_metadata(summary, _derived(stage, summary))
+    md = summary_metadata(result, _derived(result))
     for plot in PLOTS.get(stage, ()):
         md.update(plot(config))
-    counts = checks.stage_conservation(stage, dict(summary))
-    return MaterializeResult(metadata=md, check_results=[
-        AssetCheckResult(check_name=COUNTS_CHECK, passed=counts.passed, description=counts.description,
-                         metadata={"failed_rows": counts.failed_rows, "dropped": dropped_total(summary)})])
+    return MaterializeResult(metadata=md, check_results=[_counts_check(COUNTS_CHECK, result.conservation(), result)])
 
 
-def ingest_result(config: CorpusConfig, format: str, key: str, summary: Mapping[str, Any]) -> MaterializeResult:
-    """Metadata for one ingest partition and its record-conservation check."""
-    md = summary_metadata(summary, {"quarantine_rate": rate(summary.get("quarantined"), summary.get("records"))})
-    md["rows_in"] = MetadataValue.int(summary["records"])
-    md["rows_out"] = MetadataValue.int(summary["messages"])
-    result = checks.ingest_conservation(config, partition_tables(config, format, key), dict(summary))
-    return MaterializeResult(metadata=md, check_results=[
-        AssetCheckResult(check_name=RECORDS_CHECK, passed=result.passed, description=result.description,
-                         metadata={"failed_rows": result.failed_rows})])
+def ingest_result(config: CorpusConfig, format: str, key: str, result: StageResult) -> MaterializeResult:
+    """Metadata for one ingest partition and its record-conservation check (the result's flow,
+    and the written tables' rows against the counted ones)."""
+    quarantined = result.dropped_by_reason.get("quarantined", 0)
+    md = summary_metadata(result, {"quarantine_rate": rate(quarantined, result.rows_in)})
+    counts = checks.ingest_conservation(config, partition_tables(config, format, key), result)
+    return MaterializeResult(metadata=md, check_results=[_counts_check(RECORDS_CHECK, counts, result)])

@@ -9,15 +9,12 @@ corpus file's `[spark]` value when the resource is built with :meth:`from_corpus
 
 from __future__ import annotations
 
-import dataclasses
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.engines.spark import SparkConfig
 
-_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-             for f in dataclasses.fields(SparkConfig)}
+_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in SparkConfig.model_fields.items()}
 
 
 class SparkResource(ConfigurableResource):
@@ -34,7 +31,7 @@ class SparkResource(ConfigurableResource):
     @classmethod
     def from_corpus(cls, corpus_config) -> "SparkResource":
         """The resource for a CorpusConfig's `[spark]` section."""
-        cfg: SparkConfig = corpus_config.section("spark")
+        cfg: SparkConfig = corpus_config.section(SparkConfig)
         return cls(master=cfg.master, app_name=cfg.app_name, conf={k: str(v) for k, v in cfg.conf.items()},
                    shuffle_partitions=cfg.shuffle_partitions)
 

@@ -8,10 +8,18 @@ import time
 from pipelines.core.context import RunContext
 from pipelines.core.lock import out_lock
 from pipelines.core.progress import progress
+from pipelines.core.results import StageResult
 from pipelines.stages import STAGES
 
 
-def build(ctx: RunContext, until: str | None = None, command: str | None = None) -> dict:
+class BuildSummary(dict):
+    """The JSON build summary (``{"out", "engine", stage: StageResult.summary(), …}``), with the
+    typed results it was made from in ``results`` (``{stage: StageResult}``; not in the JSON)."""
+
+    results: dict[str, StageResult]
+
+
+def build(ctx: RunContext, until: str | None = None, command: str | None = None) -> BuildSummary:
     """Run the stages in order (up to and including ``until``); return ``{stage: summary}``.
 
     Holds the lock on ``out`` throughout (raises :class:`pipelines.core.lock.OutLockedError`
@@ -22,8 +30,9 @@ def build(ctx: RunContext, until: str | None = None, command: str | None = None)
         return _build(ctx, until, recovered)
 
 
-def _build(ctx: RunContext, until: str | None, recovered: dict) -> dict:
-    summary: dict = {"out": ctx.config.out, "engine": ctx.config.engine}
+def _build(ctx: RunContext, until: str | None, recovered: dict) -> BuildSummary:
+    summary = BuildSummary(out=ctx.config.out, engine=ctx.config.engine)
+    summary.results = {}
     if recovered["restored"] or recovered["removed"] or recovered["stale_holder"]:
         summary["recovered"] = recovered
     bar = progress("stages", ctx.log, total=len(STAGES), unit="stages", show_rate=False)
@@ -33,10 +42,13 @@ def _build(ctx: RunContext, until: str | None, recovered: dict) -> dict:
             continue
         t0 = time.monotonic()
         ctx.log.info("stage %s: start", stage.name)
-        result = stage.run(ctx)
-        result["seconds"] = round(time.monotonic() - t0, 3)
-        summary[stage.name] = result
-        ctx.log.info("stage %s: done in %.1fs", stage.name, result["seconds"])
+        result = stage.run(ctx).with_run(seconds=round(time.monotonic() - t0, 3))
+        summary.results[stage.name] = result
+        summary[stage.name] = result.summary()
+        counts = result.conservation()
+        if not counts.passed:
+            ctx.log.error("stage %s: counts do not add up: %s", stage.name, counts.description)
+        ctx.log.info("stage %s: done in %.1fs", stage.name, result.seconds)
         bar.update(1)
         if stage.name == until:
             break

@@ -52,6 +52,9 @@ def cmd_build(args) -> int:
     cfg = cfgmod.load(args.config)
     if args.engine:
         cfg = cfg.with_overrides(engine=args.engine)
+    if args.set:
+        cfg = cfg.with_settings(args.set)
+    cfg.check()  # every section's settings, before anything runs
     with out_lock(cfg.out):  # the summary file is part of `out`: written under the same lock
         summary = build(RunContext(cfg), until=args.until)
         path = report.write_json(summary, args.summary_file or storage.join(cfg.out, report.SUMMARY_FILE))
@@ -75,6 +78,29 @@ def _default(fn, name: str):
     return inspect.signature(fn).parameters[name].default
 
 
+def _shown(value) -> str:
+    """A default as `--set` would take it (TOML; text unquoted)."""
+    if value is None:
+        return "(unset)"
+    return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def settings_help() -> str:
+    """The `build --set` keys, listed from the section models (pipelines/core/settings.py)."""
+    from pipelines.core.config_docs import allowed, type_name
+    from pipelines.core.settings import ALIASES, SECTIONS
+
+    lines = ["settings for --set SECTION.KEY=VALUE (defaults shown; docs/configuration.md explains each):"]
+    for name, model in SECTIONS.items():
+        old = [a for a, n in ALIASES.items() if n == name]
+        lines.append(f"  [{name}]" + (f" (old name: {', '.join(old)})" if old else ""))
+        for key, f in model.model_fields.items():
+            rule = allowed(f)
+            lines.append(f"    {name}.{key}={_shown(f.get_default(call_default_factory=True))}  "
+                         f"({type_name(f.annotation)}{', ' + rule if rule else ''})")
+    return "\n".join(lines)
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Appends ``(default: X)`` to a flag's help unless the help already says what the default is."""
 
@@ -84,6 +110,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
                 or action.default is None or action.default is False or action.default == argparse.SUPPRESS):
             return h
         return h + " (default: %(default)s)"
+
+
+class _BuildHelp(_Help, argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's settings listing as written (one key a line)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,10 +147,13 @@ def parser() -> argparse.ArgumentParser:
     from pipelines.core.config import ENGINES, CorpusConfig
 
     s = sub.add_parser("build", help="run every stage on the corpus described by a config file",
-                       formatter_class=_Help)
+                       formatter_class=_BuildHelp, epilog=settings_help())
     s.add_argument("--config", required=True, help="the corpus TOML file (docs/configuration.md)")
     s.add_argument("--engine", choices=ENGINES, default=None, help="override the config file's `engine` (default: the file's, which defaults to "
                         f"{CorpusConfig.__dataclass_fields__['engine'].default})")
+    s.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                   help="override one setting of the config file for this build (repeatable), e.g. --set histories.n=3; "
+                        "VALUE is TOML (3, 0.2, true, [\"a\"]), unquoted text for a text key; checked like the file")
     s.add_argument("--until", choices=[st.name for st in STAGES], default=None,
                    help="stop after this stage (default: run every stage)")
     s.add_argument("--json", action="store_true",

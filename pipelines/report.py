@@ -2,10 +2,11 @@
 
 Two summaries come in: the one ``pipelines.build.build`` returns (``{stage: summary}``) and
 the one ``dagster_project.definitions.materialize_corpus`` returns (``{"assets": {key:
-metadata}, "checks": …, "seconds": …}``). Both become the same rows (:class:`StageRow`) and
-the same text: a table of stages (rows in, rows out, dropped by reason, seconds, rate), the
-quarantine count with its top reasons, where the shards and the tokenizer are, and what to
-run next. The full JSON is written to a file whose path the text names.
+metadata}, "checks": …, "seconds": …}``). Both become the same rows (:class:`StageRow`),
+read from each stage's :class:`pipelines.core.results.StageResult` (rebuilt from its entry,
+whose keys are the same in both), and the same text: a table of stages (rows in, rows out,
+dropped by reason, seconds, rate), the quarantine count with its top reasons, where the
+shards and the tokenizer are, and what to run next. The full JSON is written to a file whose path the text names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pipelines.core import storage
+from pipelines.core.results import StageResult
 
 # Stage name (pipelines/stages.py) -> the Dagster asset that runs it (dagster_project/definitions.py).
 STAGE_ASSETS = {"dedup": "messages", "anonymize": "messages_anon", "neardup": "messages_dedup",
@@ -43,23 +45,11 @@ class StageRow:
         return self.rows_in / self.seconds
 
 
-def _dropped(s: Mapping[str, Any]) -> dict[str, int]:
-    d = s.get("dropped_by_reason", s.get("dropped", {}))
-    if isinstance(d, Mapping):
-        return {str(k): int(v) for k, v in d.items() if v}
-    return {"dropped": int(d)} if d else {}
-
-
-def _ingest_row(parts: list[Mapping[str, Any]], seconds: float | None) -> StageRow:
-    """One row for ingestion: records in, messages out; quarantined and skipped are its drops."""
-    skipped: Counter = Counter()
-    for p in parts:
-        skipped.update(p.get("skipped_by_reason") or {})
-    quarantined = sum(int(p.get("quarantined") or 0) for p in parts)
-    dropped = {"quarantined": quarantined} if quarantined else {}
-    dropped.update(dict(skipped.most_common()))  # skip policies by name (join_part, system_event, …)
-    return StageRow("ingest", sum(int(p.get("records") or 0) for p in parts),
-                    sum(int(p.get("messages") or 0) for p in parts), dropped, seconds)
+def _row(result: StageResult, seconds: float | None = None) -> StageRow:
+    """A table row from a stage's result: its counts, its drops with a count, its seconds."""
+    dropped = {k: int(v) for k, v in result.dropped_by_reason.items() if v}
+    return StageRow(result.stage, result.rows_in, result.rows_out, dropped,
+                    result.seconds if seconds is None else seconds)
 
 
 def _is_dagster(summary: Mapping[str, Any]) -> bool:
@@ -74,26 +64,30 @@ def _raw_parts(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list((summary.get("ingest") or {}).get("sources") or [])
 
 
-def stage_rows(summary: Mapping[str, Any]) -> list[StageRow]:
-    """The table's rows, in stage order, from either kind of summary."""
+def stage_results(summary: Mapping[str, Any]) -> list[tuple[StageResult, float | None]]:
+    """Each stage's result, in stage order, with its seconds, from either kind of summary: the
+    CLI's entries, or a Dagster run's asset metadata (the same keys, see
+    :meth:`StageResult.summary`; ingest summed over the raw partitions)."""
     if _is_dagster(summary):
         secs = summary.get("seconds") or {}
         assets = summary["assets"]
-        raw_secs = [v for k, v in secs.items() if k.startswith(RAW_PREFIX)]
-        rows = [_ingest_row(_raw_parts(summary), sum(raw_secs) if raw_secs else None)] if _raw_parts(summary) else []
+        out = []
+        parts = _raw_parts(summary)
+        if parts:
+            raw_secs = [v for k, v in secs.items() if k.startswith(RAW_PREFIX)]
+            out.append((StageResult.total("ingest", [StageResult.from_summary("ingest", p) for p in parts]),
+                        sum(raw_secs) if raw_secs else None))
         for stage, key in STAGE_ASSETS.items():
             if key in assets:
-                md = assets[key]
-                rows.append(StageRow(stage, md.get("rows_in"), md.get("rows_out"), _dropped(md), secs.get(key)))
-        return rows
-    rows = []
-    if "ingest" in summary:
-        rows.append(_ingest_row(_raw_parts(summary), summary["ingest"].get("seconds")))
-    for stage in STAGE_ASSETS:
-        s = summary.get(stage)
-        if isinstance(s, Mapping):
-            rows.append(StageRow(stage, s.get("rows_in"), s.get("rows_out"), _dropped(s), s.get("seconds")))
-    return rows
+                out.append((StageResult.from_summary(stage, assets[key]), secs.get(key)))
+        return out
+    return [(StageResult.from_summary(stage, summary[stage]), None) for stage in ("ingest", *STAGE_ASSETS)
+            if isinstance(summary.get(stage), Mapping)]
+
+
+def stage_rows(summary: Mapping[str, Any]) -> list[StageRow]:
+    """The table's rows, in stage order, from either kind of summary."""
+    return [_row(r, secs) for r, secs in stage_results(summary)]
 
 
 def quarantine_reasons(summary: Mapping[str, Any]) -> Counter:

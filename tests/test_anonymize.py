@@ -196,7 +196,7 @@ def test_stage_run_writes_messages_anon_and_uses_demo_secret(tmp_path, monkeypat
     storage.write_table(cfg.table_url("messages"), messages.head(200), schema=RECORDS)
     from pipelines.stages import anonymize
     with caplog.at_level(logging.DEBUG):
-        stats = anonymize.run(RunContext(cfg))
+        stats = anonymize.run(RunContext(cfg)).summary()
     out = storage.read(cfg.table_url("messages_anon"))
     assert out.height == stats["rows_out"] == 200
     assert "demo-only-secret" not in caplog.text and "demo-only-secret" not in json.dumps(stats)
@@ -288,23 +288,25 @@ def test_ids_without_a_person_keep_their_readable_form_and_files_are_keyed(messa
 
 @pytest.mark.spark
 def test_spark_anonymise_equals_polars_with_private_chats_and_platform_wide_names(messages, engine, spark, tmp_path):
-    """The real parity test has no private chat: this one has a personal chat and a full name in
-    another workspace, so hashed ids and platform-wide names are compared between the engines."""
+    """The same function on a Polars frame and on a Spark frame: same rows, same summary (the
+    per-batch counters come back from the executors), same name table. The real parity build
+    has no private chat: this input has a personal chat and a full name in another workspace,
+    so hashed ids and platform-wide names are compared between the engines."""
     from pipelines.engines.spark import read_table, to_polars
-    from pipelines.engines.spark_anonymize import anonymize_messages as spark_anonymize
 
     slack = messages.filter(pl.col(M.platform) == "slack")
     full = build_name_table(slack, SECRET).filter(pl.col("community") == "*slack")["key"][0].title()
     other = slack.head(1).with_columns(pl.lit("slack:another-workspace").alias(M.community),
                                        (pl.col(M.message_id) + "-copy").alias(M.message_id),
-                                       pl.Series(M.text, [f"well done {full}"]))
+                                       pl.Series(M.text, [f"well done {full}, mail jo@example.org"]))
     df = pl.concat([slack, other, _telegram_private_chat(4455667788, 1122334455)], how="vertical_relaxed")
     want, stats = anonymize_messages(df, SECRET, AnonymizeConfig(), engine)
-    assert stats["private_scopes"] >= 1 and stats["names_platform_wide"] >= 1
+    assert stats["private_scopes"] >= 1 and stats["names_platform_wide"] >= 1 and stats["presidio_strings"] >= 1
     storage.write_table(str(tmp_path / "messages"), df, schema=RECORDS)
     sdf = read_table(spark, str(tmp_path / "messages"), RECORDS).repartition(3)
-    got, names, scopes = spark_anonymize(sdf, SECRET, AnonymizeConfig())
-    assert names.equals(build_name_table(df, SECRET)) and scopes.height == stats["private_scopes"]
+    got, got_stats = anonymize_messages(sdf, SECRET, AnonymizeConfig())
+    assert got_stats == stats
+    assert build_name_table(sdf, SECRET).equals(build_name_table(df, SECRET))
     got = to_polars(got).select(want.columns).cast(want.schema).sort(M.message_id)
     assert got.equals(want.sort(M.message_id))
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from pipelines.core import storage
-from pipelines.stages.dedup import dedup_records
+from pipelines.stages.dedup import dedup_records, result
 from pipelines.stages.ingest import ingest
 from schemas import MESSAGES as M
 from schemas import RECORDS
@@ -44,6 +44,15 @@ def test_one_row_per_message_id_with_copy_counts():
     assert stats["rows_in"] == 9 and stats["rows_out"] == 5 and stats["collapsed"] == 4
     assert stats["rows_in"] == stats["rows_out"] + sum(stats["dropped"].values())
     assert stats["collapsed_by_platform"] == {"discourse": 4}
+
+
+def test_summary_has_dropped_by_reason_and_keeps_dropped_as_its_alias():
+    _, stats = dedup_records(_frame(ROWS))
+    res = result(stats)
+    s = res.summary()
+    assert s["dropped_by_reason"] == s["dropped"] == {"duplicate_copy": 4}
+    assert [k for k in s if k != "dropped_by_reason"] == list(stats)  # the keys the summary always had
+    assert res.conservation().passed
 
 
 def test_kept_copy_follows_revision_then_edit_then_retrieval():

@@ -4,6 +4,7 @@ streams, gaps, caps, splits and the counts."""
 import hashlib
 import json
 
+import narwhals as nw
 import polars as pl
 import pytest
 
@@ -278,3 +279,39 @@ def test_empty_corpus_gives_empty_tables_with_every_option():
     ex, stats, _ = examples_of(dedup_frame([]), cfg)
     assert ex.height == 0 and stats["blowup"] == 0.0
     assert E.conform(ex.to_arrow()).schema == E.arrow
+
+
+# ---------------------------------------------------------------------------- the rules as written once
+
+def test_below_is_the_unit_interval_draw_below_a_fraction():
+    """`below` compares hex strings; it must decide exactly u < f for u = int(first 13 hex digits) / 16**13."""
+    import random
+
+    from pipelines.stages.examples import below
+
+    rnd = random.Random(3)
+    digests = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(2000)]
+    digests += ["0" * 40, "f" * 40, "19999999999998" + "0" * 26, "1999999999999a" + "0" * 26]
+    fractions = [0.0, 0.05, 0.1, 0.3, 0.5, 0.95, 1 - 2 ** -53, *(rnd.random() for _ in range(20))]
+    fractions += [int(d[:13], 16) / 16 ** 13 for d in digests[:20]]  # draws exactly on the bound
+    df = nw.from_native(pl.DataFrame({"h": digests}))
+    for f in fractions:  # 1 - 2**-53: the bound rounds up to 16**13, every draw is below
+        got = df.with_columns(below("h", f).alias("b")).get_column("b").to_list()
+        assert got == [int(d[:13], 16) / 16 ** 13 < f for d in digests], f
+
+
+def test_stage_result_conserves_both_flows_with_every_drop():
+    from pipelines import engines
+    from pipelines.stages.examples import pair_examples
+
+    cfg = ExamplesConfig(user_disjoint=True, validation_fraction=0.25, test_fraction=0.25, split_salt="ud",
+                         max_per_target=1, max_per_pair=2, max_per_author=3)
+    hcfg = HistoryConfig()
+    tl, _ = build_timeline(mixed_corpus().lazy())
+    h, _ = build_histories(tl.lazy(), hcfg)
+    df, result = pair_examples(engines.frame(tl), engines.frame(h), cfg, hcfg, engines.of(tl))
+    assert result.conservation().passed, result.conservation().description
+    assert [f.name for f in result.laws()] == ["messages", "candidates"]
+    assert result.rows_out == engines.to_polars(df).height > 0
+    assert set(result.laws()[1].dropped_by_reason) == {"user_disjoint", "cap_target", "cap_pair", "cap_author"}
+    assert result.summary() == examples_of(mixed_corpus(), cfg)[1]

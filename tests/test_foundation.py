@@ -1,5 +1,7 @@
 """The foundation: schemas, config file, atomic storage, the reader registry."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +20,39 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_schema_docs_are_generated_from_the_declarations():
     assert (ROOT / "docs" / "schema.md").read_text(encoding="utf-8") == render(), \
         "docs/schema.md is stale: run `python -m schemas.docs`"
+
+
+def test_configuration_docs_are_generated_from_the_section_models():
+    from pipelines.core import config_docs
+
+    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == config_docs.render(), \
+        "docs/configuration.md is stale: run `python -m pipelines.core.config_docs`"
+
+
+# Imports every module under pipelines/ and reads every config section, in a fresh interpreter.
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+import pipelines
+names = sorted(m.name for m in pkgutil.walk_packages(pipelines.__path__, "pipelines."))
+for name in names:
+    importlib.import_module(name)
+from pipelines.core.config import from_dict
+from pipelines.core.settings import SECTIONS
+cfg = from_dict({"out": "/tmp/x", "sources": []})
+for model in SECTIONS.values():
+    cfg.section(model)
+cfg.check()
+print(len(names))
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_pipelines_imports_neither_dagster_nor_torch():
+    r = subprocess.run([sys.executable, "-c", _IMPORT_ALL], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    count, loaded = r.stdout.split("\n")[:2]
+    assert int(count) > 40  # every module was found
+    assert not {"dagster", "dagster_project", "torch", "trainer"} & set(loaded.split()), loaded
 
 
 def test_column_names_are_attributes_and_typos_fail():

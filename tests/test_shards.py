@@ -36,7 +36,7 @@ def _build(out, real, **shards):
     timeline, examples = make_inputs(real, out)
     ctx = _ctx(out, tokenizer={"vocab_size": 1000}, shards={**SMALL, **shards})
     T.run(ctx)
-    return timeline, examples, SH.run(ctx)
+    return timeline, examples, SH.run(ctx).summary()
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def test_memory_filesystem_works_end_to_end(built):
     storage.write_table(storage.join(mem, E.name), examples, schema=E)
     ctx = _ctx(mem, tokenizer={"vocab_size": 1000}, shards=SMALL)
     T.run(ctx)
-    summary = SH.run(ctx)
+    summary = SH.run(ctx).summary()
     assert summary["rows_out"] == examples.height
     local = open(storage.join(out, "shards", "train", SH.MANIFEST), "rb").read()
     with fsspec.open(storage.join(mem, "shards", "train", SH.MANIFEST), "rb") as f:

@@ -42,4 +42,4 @@ def test_every_stage_has_a_spark_side():
 
     assert all(s.runs_on("spark") for s in STAGES)
     assert get_stage("histories").written_once()  # one definition, no Spark twin
-    assert has_stage("timeline") and not has_stage("no-such-stage")
+    assert has_stage("neardup") and not has_stage("no-such-stage")

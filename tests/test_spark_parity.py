@@ -134,7 +134,8 @@ _NOT_COUNTS = ("engine", "seconds", "url", "tokenise_seconds", "assemble_write_s
 
 def test_stage_counts_are_the_same_on_both_engines(builds):
     _, _, pl_sum, sp_sum = builds
-    for stage in ("ingest", "dedup", "neardup", "timeline", "histories", "examples", "tokenizer", "shards"):
+    for stage in ("ingest", "dedup", "anonymize", "neardup", "timeline", "histories", "examples", "tokenizer",
+                  "shards"):
         got = {k: v for k, v in sp_sum[stage].items() if k not in _NOT_COUNTS}
         want = {k: v for k, v in pl_sum[stage].items() if k not in _NOT_COUNTS}
         assert got == want, stage
@@ -142,29 +143,45 @@ def test_stage_counts_are_the_same_on_both_engines(builds):
 
 # --------------------------------------------------------------------------- per stage, same input
 
-def test_content_hash_expression_equals_the_polars_hash(builds, spark):
-    from pipelines.stages.dedup import _content_hash
+def test_content_hash_is_one_definition_with_the_same_digests_on_both_engines(builds, spark):
+    """dedup.with_content_hash (one definition) on each engine's frame: the same digest for
+    every raw row, and that digest is sha256 of the fields joined as the rule says."""
+    import hashlib
+
+    import narwhals as nw
+
+    from pipelines import engines
     from pipelines.engines.spark import read_table
-    from pipelines.engines.spark_dedup import content_hash_expr
+    from pipelines.stages.dedup import _HASH, _SEP, with_content_hash
 
     pl_out, *_ = builds
-    raw = storage.read(storage.join(pl_out, "messages_raw"))
-    want = raw.select(MESSAGES.message_id, MESSAGES.source_uri, MESSAGES.source_record,
-                      _content_hash(raw).alias("h"))
-    got = (read_table(spark, storage.join(pl_out, "messages_raw"), MESSAGES)
-           .select(MESSAGES.message_id, MESSAGES.source_uri, MESSAGES.source_record, content_hash_expr().alias("h")))
-    assert want.height > 20_000
-    assert_same_table(want, got, [MESSAGES.source_uri, MESSAGES.source_record], "content hash")
+    url = storage.join(pl_out, "messages_raw")
+    keys = [MESSAGES.source_uri, MESSAGES.source_record]
+
+    def hashed(native):
+        frame = with_content_hash(engines.frame(native), engines.of(native))
+        return frame.select(MESSAGES.message_id, *keys, nw.col(_HASH).alias("h")).to_native()
+
+    raw = storage.read(url)
+    want = hashed(raw).collect()
+    got = hashed(read_table(spark, url, MESSAGES))
+    assert want.height > 20_000 and want["h"].null_count() == 0
+    assert_same_table(want, got, keys, "content hash")
+    r = raw.row(0, named=True)
+    fields = [r[MESSAGES.text] if r[MESSAGES.text] is not None else "",
+              *[v if v is not None else "\x00" for v in (r[MESSAGES.title], r[MESSAGES.extra])],
+              str(r[MESSAGES.score]) if r[MESSAGES.score] is not None else "\x00"]
+    assert want["h"][0] == hashlib.sha256(_SEP.join(fields).encode("utf-8")).hexdigest()
 
 
 def test_spark_dedup_equals_polars_dedup_on_the_same_raw_messages(builds, spark):
-    from pipelines.stages.dedup import dedup_records as polars_dedup
+    """One relational definition (pipelines/stages/dedup.py), run on each engine's frame."""
     from pipelines.engines.spark import read_table
-    from pipelines.engines.spark_dedup import dedup_records
+    from pipelines.stages.dedup import dedup_records
 
     pl_out, *_ = builds
     raw_url = storage.join(pl_out, "messages_raw")
-    want, want_stats = polars_dedup(storage.read(raw_url))
+    want, want_stats = dedup_records(storage.read(raw_url))
     got, got_stats = dedup_records(read_table(spark, raw_url, MESSAGES))
     try:
         assert want_stats["collapsed"] > 0  # the real samples do hold re-exported copies
@@ -175,30 +192,34 @@ def test_spark_dedup_equals_polars_dedup_on_the_same_raw_messages(builds, spark)
 
 
 def test_spark_timeline_equals_polars_timeline_on_the_same_input(builds, spark):
+    """One relational definition (pipelines/stages/timeline.py), run on each engine's frame."""
     from pipelines.engines.spark import read_table
-    from pipelines.engines.spark_timeline import build_timeline
-    from pipelines.stages.timeline import build_timeline as polars_timeline
+    from pipelines.stages.timeline import build_timeline
 
     pl_out, *_ = builds
     url = storage.join(pl_out, "messages_dedup")
-    want, want_stats = polars_timeline(storage.scan(url))
-    got, got_stats, cached = build_timeline(read_table(spark, url, DEDUP))
+    want, want_stats = build_timeline(storage.scan(url))
+    got, got_stats = build_timeline(read_table(spark, url, DEDUP))
     try:
         assert want_stats["timelines"] > 1 and want_stats["parent_linked"] > 0
         assert got_stats == want_stats
         assert_same_table(want, got.select(TIMELINE.names), TIMELINE.message_id, "timeline")
     finally:
-        for c in cached:
-            c.unpersist()
+        got.unpersist()
 
 
 def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
-    """Generated input over 7 partitions: every timeline's seq is 0..n-1 in key order, equal to Polars."""
+    """Generated input over 7 partitions: every timeline's seq is 0..n-1 in key order, the same
+    function (timeline.number_seq) giving the same numbers on both engines."""
+    from pyspark.sql import functions as F
 
+    from pipelines import engines
     from pipelines.engines.spark import spark_schema
-    from pipelines.engines.spark_timeline import assign_timeline, number_seq
-    from pipelines.stages.timeline import assign_timeline as pl_assign
-    from pipelines.stages.timeline import number_seq as pl_number
+    from pipelines.stages.timeline import assign_timeline, number_seq
+
+    def numbered(native):
+        frame = number_seq(assign_timeline(engines.frame(native)), engines.of(native))
+        return frame.select(DEDUP.message_id, TIMELINE.timeline_id, TIMELINE.seq).to_native()
 
     n = 3000
     rows = pl.DataFrame({
@@ -214,17 +235,19 @@ def test_spark_seq_is_dense_when_the_sort_spans_many_partitions(spark):
     }).with_columns(pl.col(DEDUP.created_at).cast(pl.Datetime("us", "UTC")))
     sdf = spark.createDataFrame(rows.to_arrow().to_pandas(), spark_schema(rows.to_arrow().schema, nullable=True))
     sdf = sdf.repartition(7)
+    # 7 sort partitions, not coalesced into one by adaptive execution (these rows are few).
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"
     spark.conf.set("spark.sql.shuffle.partitions", "7")
+    spark.conf.set(coalesce, "false")
     try:
-        numbered, indexed = number_seq(assign_timeline(sdf))
-        got = numbered.select(DEDUP.message_id, TIMELINE.timeline_id, TIMELINE.seq)
-        parts = indexed.select("_pid").distinct().count()
+        got = numbered(sdf)
+        parts = got.select(F.spark_partition_id().alias("p")).distinct().count()
         got_pl = _to_polars(got)
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "4")
-        indexed.unpersist()
+        spark.conf.unset(coalesce)
     assert parts > 2  # the numbering really ran in several tasks
-    want = pl_number(pl_assign(rows.lazy())).collect().select(DEDUP.message_id, TIMELINE.timeline_id, TIMELINE.seq)
+    want = numbered(rows).collect()
     assert_same_table(want, got_pl, DEDUP.message_id, "seq")
     dense = got_pl.group_by(TIMELINE.timeline_id).agg(pl.col(TIMELINE.seq).sort().alias("s"), pl.len())
     for s, ln in dense.select("s", "len").iter_rows():
@@ -247,6 +270,95 @@ def test_spark_histories_equal_polars_histories_on_the_same_timeline(builds, spa
         assert_same_table(want, got.select(HISTORIES.names), HISTORIES.message_id, "reading_histories")
     finally:
         got.unpersist()
+
+def test_spark_anonymize_equals_polars_anonymize_on_the_same_messages(builds, spark):
+    """One definition (pipelines/stages/anonymize.py), run on each engine's frame: same rows and
+    the same summary, Presidio counters from the executors included."""
+    from pipelines.engines.spark import read_table
+    from pipelines.stages.anonymize import AnonymizeConfig, anonymize_messages
+
+    pl_out, *_ = builds
+    url = storage.join(pl_out, RECORDS.name)
+    want, want_stats = anonymize_messages(storage.read(url), TEST_SECRET.encode(), AnonymizeConfig())
+    got, got_stats = anonymize_messages(read_table(spark, url, RECORDS), TEST_SECRET.encode(), AnonymizeConfig())
+    try:
+        assert want_stats["presidio_strings"] > 0 and want_stats["replacements"].get("MENTION", 0) > 0
+        assert got_stats == want_stats
+        assert_same_table(want, got, RECORDS.message_id, "messages_anon")
+    finally:
+        got.unpersist()
+
+
+def test_spark_tokenizer_sample_equals_polars_on_the_same_input(builds, spark):
+    """One definition (pipelines/stages/tokenizer.py): the same train-split count and the same
+    evenly spaced sample, in the same order (a step > 1, so every_nth's positions matter)."""
+    from pipelines.core.settings import TokenizerConfig
+    from pipelines.engines.polars import PolarsEngine
+    from pipelines.engines.spark import SparkEngine
+    from pipelines.stages.tokenizer import training_sample
+
+    pl_out, *_ = builds
+    cfg = TokenizerConfig(vocab_size=2000, max_training_messages=997)
+    got = {}
+    for engine in (PolarsEngine(), SparkEngine(spark)):
+        got[engine.name] = training_sample(engine.scan(storage.join(pl_out, TIMELINE.name), TIMELINE),
+                                           engine.scan(storage.join(pl_out, EXAMPLES.name), EXAMPLES), cfg, engine)
+    (n, want), (m, texts) = got["polars"], got["spark"]
+    assert n == m and n > 2 * cfg.max_training_messages and 0 < want.len() <= cfg.max_training_messages
+    assert texts.to_list() == want.to_list()
+
+
+def test_spark_examples_equal_polars_examples_on_the_same_inputs(builds, spark):
+    """One relational definition (pipelines/stages/examples.py), run on each engine's frames, with
+    every option on and caps that bite (the whole builds compare the defaults)."""
+    from pipelines.engines.spark import read_table
+    from pipelines.stages.examples import ExamplesConfig, build_examples
+    from pipelines.stages.histories import HistoryConfig
+
+    pl_out, *_ = builds
+    tl_url, h_url = storage.join(pl_out, "timeline"), storage.join(pl_out, "reading_histories")
+    middle = storage.read(tl_url).get_column(TIMELINE.created_at).drop_nulls().sort()
+    cfg = ExamplesConfig(max_per_target=2, max_per_pair=3, max_per_author=40, other_public=True, user_disjoint=True,
+                         validation_fraction=0.2, test_fraction=0.1, split_salt="parity",
+                         temporal_cutoff=middle[len(middle) // 2].isoformat())
+    hcfg = HistoryConfig(k=4)  # K sets the stream lengths only (N is the histories' own)
+    want, want_stats = build_examples(storage.scan(tl_url), storage.scan(h_url), cfg, hcfg)
+    got, got_stats = build_examples(read_table(spark, tl_url, TIMELINE), read_table(spark, h_url, HISTORIES), cfg, hcfg)
+    d = want_stats["dropped_by_reason"]
+    assert all(d[r] > 0 for r in ("user_disjoint", "cap_target", "cap_pair", "cap_author", "no_interlocutor")), d
+    assert set(want_stats["by_split"]) == {"train", "validation", "test"} and want.height > 1000
+    assert want.filter(pl.col(EXAMPLES.other_seqs).list.len() > 0).height > 0
+    assert got_stats == want_stats
+    assert_same_table(want, got, EXAMPLES.example_id, "pair_examples")
+
+
+def test_examples_primitives_agree_on_both_engines(spark):
+    """The engine primitives the examples stage adds (epoch_us, int_ranges, attach_lists,
+    materialize) give the same rows on Polars and Spark, nulls and empty lists included."""
+    import datetime as dt
+
+    from pipelines import engines
+    from pipelines.engines.polars import PolarsEngine
+
+    rows = pl.DataFrame({"k": ["a", "a", "b", "c"], "lo": [0, 2, 3, 1], "hi": [3, 2, 1, 2],
+                         "at": [dt.datetime(2013, 1, 1, 0, 0, 0, 1, tzinfo=dt.timezone.utc), None,
+                                dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
+                                dt.datetime(2024, 2, 29, 12, tzinfo=dt.timezone.utc)]})
+    items = pl.DataFrame({"k": ["a", "a", "a", "b", "x"], "s": [5, 1, 3, 2, 0], "g": [0.5, None, 1.5, None, 9.0]})
+
+    def run(engine, frame, its):
+        out = engine.int_ranges(engine.epoch_us(frame, "us", "at"), "r", "lo", "hi")
+        out = engine.attach_lists(out, ["k"], its, {"ss": "s", "gs": "g"}, order_by="s")
+        return engines.to_polars(engine.materialize(out)).select("k", "lo", "us", "r", "ss", "gs").sort("k", "lo")
+
+    want = run(PolarsEngine(), engines.frame(rows), engines.frame(items))
+    sf = spark.createDataFrame(rows.to_pandas(), "k string, lo bigint, hi bigint, at timestamp")
+    si = spark.createDataFrame(items.to_pandas(), "k string, s bigint, g double")
+    got = run(engines.of(sf), engines.frame(sf), engines.frame(si))
+    assert want.rows() == [("a", 0, 1356998400000001, [0, 1, 2], [1, 3, 5], [None, 1.5, 0.5]),
+                           ("a", 2, None, [], [1, 3, 5], [None, 1.5, 0.5]),
+                           ("b", 3, -1000000, [], [2], [None]), ("c", 1, 1709208000000000, [1], [], [])]
+    assert got.cast(want.schema).rows() == want.rows()
 
 
 # --------------------------------------------------------------------------- both builds, every table
@@ -359,7 +471,7 @@ def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp
         shutil.copy(storage.join(pl_out, "tokenizer.json"), out / "tokenizer.json")
         storage.write_table(str(out / "pair_examples"), examples, schema=EXAMPLES)
         ctx = RunContext(from_dict({"out": str(out), "shards": section}, base_dir=str(out)), secret_value=TEST_SECRET)
-        outs[engine] = polars_shards.run(ctx) if engine == "polars" else spark_shards.run(ctx, spark)
+        outs[engine] = (polars_shards.run(ctx) if engine == "polars" else spark_shards.run(ctx, spark)).summary()
     counts = {k: v for k, v in outs["polars"].items() if k not in _NOT_COUNTS}
     assert {k: v for k, v in outs["spark"].items() if k not in _NOT_COUNTS} == counts
     assert counts["splits"]["train"]["shards"] > 2

@@ -159,6 +159,16 @@ def test_parent_links_and_dangling_parents(mixed):
     assert stats["wall_span"] == {"min_created_at": T0.isoformat(), "max_created_at": at(6).isoformat()}
 
 
+def test_a_wall_row_without_time_sorts_last_and_is_counted():
+    df, stats = build_timeline(dedup_frame([
+        {D.message_id: "slack:late", D.platform: "slack", D.thread_id: "t", D.created_at: at(9)},
+        {D.message_id: "slack:none", D.platform: "slack", D.thread_id: "t", D.created_at: None},
+        {D.message_id: "slack:early", D.platform: "slack", D.thread_id: "t", D.created_at: at(1)},
+    ]).lazy())
+    assert df.sort(T.seq)[T.message_id].to_list() == ["slack:early", "slack:late", "slack:none"]
+    assert stats["without_time"] == 1 and check_order(df).passed
+
+
 def test_repeated_message_id_is_an_error():
     df = dedup_frame([{D.message_id: "x", D.thread_id: "t", D.created_at: at(0)},
                       {D.message_id: "x", D.thread_id: "t", D.created_at: at(1)}])

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import zstandard
 
+from pipelines import engines
 from pipelines.core import storage
 from pipelines.stages import tokenizer as T
 from pipelines.core.config import ConfigError, from_dict
@@ -137,7 +138,7 @@ def _ctx(out: str, **sections) -> RunContext:
 def trained(real, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tok"))
     timeline, examples = make_inputs(real, out)
-    summary = T.run(_ctx(out, tokenizer={"vocab_size": 1000}))
+    summary = T.run(_ctx(out, tokenizer={"vocab_size": 1000})).summary()
     return out, timeline, examples, summary
 
 
@@ -152,7 +153,7 @@ def test_trains_on_exactly_the_messages_of_train_examples(trained):
     train = examples.filter(pl.col(E.split) == "train")
     want = {(tl, s) for tl, a, b, c in zip(train[E.timeline_id], train[E.window_seqs], train[E.own_seqs],
                                            train[E.other_seqs]) for s in [*a, *b, *c]}
-    got = T.train_split_texts(timeline.lazy(), examples.lazy()).collect()
+    got = engines.to_polars(T.train_split_texts(engines.frame(timeline), engines.frame(examples)))
     assert set(zip(got[TL.timeline_id], got[TL.seq])) == want
     assert summary["rows_in"] == len(want) == summary["rows_out"] + summary["dropped"]["over_max_training_messages"]
     assert summary["source"] == "trained" and summary["vocab_size"] == 1000
@@ -201,7 +202,7 @@ def test_training_is_deterministic(trained, tmp_path):
     out, timeline, examples, summary = trained
     storage.write_table(str(tmp_path / TL.name), timeline, schema=TL)
     storage.write_table(str(tmp_path / E.name), examples, schema=E)
-    again = T.run(_ctx(str(tmp_path), tokenizer={"vocab_size": 1000}))
+    again = T.run(_ctx(str(tmp_path), tokenizer={"vocab_size": 1000})).summary()
     assert again["sha256"] == summary["sha256"]
 
 
@@ -217,7 +218,7 @@ def test_user_tokenizer_gets_missing_special_tokens_and_keeps_its_ids(trained):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     url = "memory://tok-user/user-tokenizer.json"
     storage.write_bytes(url, user.to_str().encode())
-    summary = T.run(_ctx("memory://tok-user/out", tokenizer={"path": url}))
+    summary = T.run(_ctx("memory://tok-user/out", tokenizer={"path": url})).summary()
     tok = T.load("memory://tok-user/out/tokenizer.json")
     assert summary["source"] == "user"
     assert tok.token_to_id("<pad>") == 0 and tok.token_to_id("<EMAIL>") == 1

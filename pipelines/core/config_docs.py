@@ -1,24 +1,24 @@
-"""Writes docs/configuration.md from the stage config dataclasses (`python -m pipelines.core.config_docs`).
+"""Writes docs/configuration.md from the section models (`python -m pipelines.core.config_docs`).
 
-Each section's fields, types and defaults come from its dataclass; a field's description
-comes from a `name: text` line in the class docstring (or a `#:` comment is not needed).
-A test fails when the committed page differs, so defaults cannot drift from the docs.
+Each section's keys, types, defaults, allowed ranges and meanings come from its model in
+pipelines/core/settings.py (``Field(ge=…, description=…)``). A test fails when the committed
+page differs, so the docs cannot drift from the models.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import inspect
-import re
+import typing
 from pathlib import Path
 
-from pipelines.core.config import SECTIONS, SOURCE_NAME
+from pipelines.core.config import SOURCE_NAME
+from pipelines.core.settings import SECTIONS, Section
 
 HEADER = f"""# The corpus configuration file
 
-Generated from the stage config dataclasses by `python -m pipelines.core.config_docs`; do not
-edit by hand. One TOML file drives `socialcorpus build` and the Dagster assets.
+Generated from the section models in `pipelines/core/settings.py` by
+`python -m pipelines.core.config_docs`; do not edit by hand. One TOML file drives
+`socialcorpus build` and the Dagster assets.
 
 ```toml
 out = "out"                        # where the tables go: a path (relative to this file) or fsspec URL
@@ -29,7 +29,7 @@ format = "reddit"                  # reddit, stackexchange, discourse, diplomacy
 paths = ["dumps/reddit/*.zst"]     # globs, folders or fsspec URLs, relative to this file
 # name = "reddit"                  # optional slug; defaults to the format (format-2, … when repeated)
 
-[history]                          # every other section below is optional; defaults as listed
+[histories]                        # every other section below is optional; defaults as listed
 n = 5
 ```
 
@@ -43,41 +43,58 @@ a slug matching `{SOURCE_NAME.pattern}` (lower-case letters, digits, `_` and `-`
 with a letter or digit) and unique; anything else (`"../x"`, `"a/b"`, `"Reddit"`, `""`) is
 refused with an error naming the file and the name, before anything is written.
 
+Types are checked strictly: `n = "5"` or `n = true` is an error (an integer where a number
+is expected is fine), and so is an unknown key; the error names the file, the section and
+the key. Without editing the file, a setting can be changed for one build with
+`socialcorpus build --set SECTION.KEY=VALUE` (repeatable, e.g. `--set histories.n=3`; the
+value is TOML, and a text key takes unquoted text), and in Dagster through the `corpus`
+resource's per-section overrides (e.g. `histories: {{n: 3}}`; every section whose settings
+change the build's content, secrets excepted).
+
 """
 
 
-def _field_docs(cls) -> dict[str, str]:
-    docs = {}
-    for line in (inspect.getdoc(cls) or "").splitlines():
-        m = re.match(r"\s*(\w+):\s+(.*)", line)
-        if m:
-            docs[m.group(1)] = m.group(2)
-    return docs
+def type_name(annotation) -> str:
+    """A field's type as the docs show it (`int`, `str | None`, `tuple[str, ...]`)."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
-def _default(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        return repr(f.default)
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return repr(f.default_factory())  # type: ignore[misc]
-    return "(required)"
+_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
+def allowed(field) -> str:
+    """The field's constraints (``Field(ge=…, lt=…, min_length=…)``, pydantic's metadata) as text."""
+    out = []
+    for m in field.metadata:
+        out += [f"{sign} {getattr(m, attr)}" for attr, sign in _BOUNDS if getattr(m, attr, None) is not None]
+        if getattr(m, "min_length", None):
+            out.append(f"at least {m.min_length} character{'s' if m.min_length != 1 else ''}")
+    return ", ".join(out)
+
+
+def section_doc(name: str, model: type[Section]) -> list[str]:
+    doc = (inspect.getdoc(model) or "").split("\n\n")[0]
+    out = [f"## [{name}]", "", doc, ""]
+    if model.ALIASES:
+        old = ", ".join(f"`[{a}]`" for a in model.ALIASES)
+        out += [f"Old name: {old}, still read with a warning in the log; setting both it and `[{name}]` is an "
+                "error.", ""]
+    out += ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for key, f in model.model_fields.items():
+        default = f.get_default(call_default_factory=True)
+        kind = type_name(f.annotation).replace("|", "\\|")  # a bare | would end the table cell
+        out.append(f"| `{key}` | `{kind}` | `{default!r}` | {allowed(f)} | "
+                   f"{(f.description or '').replace('|', '/')} |")
+    out.append("")
+    return out
 
 
 def render() -> str:
     out = [HEADER]
-    for section, target in SECTIONS.items():
-        mod, name = target.split(":")
-        try:
-            cls = getattr(importlib.import_module(mod), name)
-        except (ImportError, AttributeError):
-            continue
-        doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
-        out.append(f"## [{section}]\n\n{doc}\n\n| key | type | default | meaning |\n|---|---|---|---|")
-        fdocs = _field_docs(cls)
-        for f in dataclasses.fields(cls):
-            t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            out.append(f"| `{f.name}` | `{t}` | `{_default(f)}` | {fdocs.get(f.name, '')} |")
-        out.append("")
+    for name, model in SECTIONS.items():
+        out += section_doc(name, model)
     return "\n".join(out) + "\n"
 
 

@@ -13,7 +13,24 @@ engine or on Spark unchanged. What narwhals does not express portably is a metho
 * ``first_by``: the first row per key under an ordering that mixes directions, nulls last
   (narwhals' ``over(order_by=…)`` orders ascending only);
 * ``hex_digest``: SHA-256/SHA-1 hex digests (Polars has no stable cryptographic hash; Spark's
-  ``sha2``/``sha1`` give the same digests as Python's hashlib).
+  ``sha2``/``sha1`` give the same digests as Python's hashlib);
+* ``number_rows``: a dense 0..n-1 number per group in key order (Polars: sort and ``int_range``;
+  Spark: a range-partitioned sort numbered per task plus per-partition offsets, so one big
+  group, the `wall` timeline, never funnels through one task);
+* ``materialize``: a result computed now, with its plan cut behind it (Polars collects; Spark
+  checkpoints locally: a cached frame keeps its whole plan, so a plan that joins the result
+  many times would grow with every use);
+* ``epoch_us``: a datetime as microseconds since the epoch (narwhals' ``dt.timestamp`` has no
+  Spark side);
+* ``int_ranges``: a list of the integers ``start..end-1`` per row (no list construction in
+  narwhals), to be exploded into rows;
+* ``attach_lists``: per key, the values of some rows as ordered lists, attached to another frame
+  (empty lists where a key has none): narwhals has no ordered list aggregation, and Spark's
+  ``collect_list`` would drop nulls;
+* ``map_batches``: a Python function over Arrow record batches (Polars in-process, Spark
+  ``mapInArrow``), for per-record work that is Python, not expressions (HMAC, Presidio);
+* ``every_nth``: an evenly spaced sample of rows in a sort order (Polars ``gather_every``, Spark
+  a global sort and ``zipWithIndex``: row positions need the whole order).
 
 Each is a generic primitive with no stage rule in it; tests/test_engines.py runs every one on
 both engines and compares. :func:`for_run` is the dispatch point: nothing else looks at
@@ -60,6 +77,44 @@ class Engine(Protocol):
         """Add ``out``: the hex ``algorithm`` ("sha256" or "sha1") digest of ``salt`` + the UTF-8 string
         ``column`` (null stays null); the same digests on both engines."""
 
+    def number_rows(self, frame: nw.LazyFrame, out: str, partition_by: Sequence[str],
+                    order_by: Sequence[str]) -> nw.LazyFrame:
+        """Add Int64 ``out``: each row's position 0..n-1 within its ``partition_by`` group under
+        ``order_by`` ascending, nulls last (deterministic when ``order_by`` is total in a group).
+        Row order of the result unspecified. Spark numbers a group across many tasks (partition
+        offsets) where a window ``row_number`` would send a whole group to one."""
+
+    def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        """``frame`` computed now, as a frame over its rows with none of its plan behind it
+        (Polars: collected; Spark: an eager local checkpoint, freed once no longer referenced)."""
+
+    def epoch_us(self, frame: nw.LazyFrame, out: str, column: str) -> nw.LazyFrame:
+        """Add Int64 ``out``: the datetime ``column`` as microseconds since 1970-01-01 UTC (null stays null)."""
+
+    def int_ranges(self, frame: nw.LazyFrame, out: str, start: str, end: str) -> nw.LazyFrame:
+        """Add list column ``out``: the Int64s ``start``, ``start`` + 1, …, ``end`` - 1 of the two integer
+        columns (an empty list where ``end`` <= ``start``)."""
+
+    def attach_lists(self, frame: nw.LazyFrame, key: Sequence[str], items: nw.LazyFrame,
+                     values: dict[str, str], order_by: str) -> nw.LazyFrame:
+        """``frame`` (unordered) with one list column per ``values`` entry (output name: column of
+        ``items``): for each row, the values of the ``items`` rows with the same ``key`` columns,
+        ascending by ``order_by`` (a column of ``items``, unique within a key), nulls kept; an empty
+        list where no item has the row's key."""
+
+    def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None) -> nw.LazyFrame:
+        """``fn`` (an iterator of Arrow record batches of ``frame`` -> an iterator of record
+        batches, each cast to the Arrow ``schema``) over ``frame``: per-record Python (Presidio,
+        HMAC, readers) written once. Polars: in this process, one call over slices of
+        ``batch_rows`` rows, output in input order; Spark: ``mapInArrow``, one call per
+        partition in the Python workers, ``fn`` shipped with its arguments (so module-level
+        state it reaches, e.g. a cache of heavy objects, is per worker), order unspecified."""
+
+    def every_nth(self, frame: nw.LazyFrame, order_by: Sequence[str], step: int) -> nw.LazyFrame:
+        """Rows 0, ``step``, 2·``step``, … of ``frame`` sorted ascending by ``order_by`` (a total
+        order): a deterministic, evenly spaced sample; every row where ``step`` <= 1. Row order
+        of the result unspecified."""
+
 
 def to_polars(frame: nw.LazyFrame) -> pl.DataFrame:
     """A (small) result on either engine as a Polars DataFrame (counts, samples)."""
@@ -93,3 +148,14 @@ def frame(native) -> nw.LazyFrame:
     if isinstance(native, pl.DataFrame):
         native = native.lazy()
     return nw.from_native(native)
+
+
+def built(engine: Engine, result: nw.LazyFrame, stats, columns: Sequence[str], order_by: Sequence[str]):
+    """A stage's ``result`` held once for ``stats(frame) -> dict`` and handed back as a native
+    frame of ``columns``: (a Polars DataFrame sorted by ``order_by``, or a cached Spark
+    DataFrame in no order; stats). The stages' ``build_*`` conveniences for tests and benchmarks."""
+    with engine.held(result) as df:
+        counts = stats(df)
+        out = df.select(*columns).to_native()
+        out = out.sort(*order_by).collect() if isinstance(out, pl.LazyFrame) else out.cache()
+    return out, counts

@@ -26,7 +26,8 @@ class PolarsEngine:
         lf = frame.to_native()
         if order_by:
             lf = lf.sort(list(order_by))
-        storage.write_table(url, lf.collect(), schema=table)
+        # One chunk: the file's bytes must not depend on how Polars split the work.
+        storage.write_table(url, lf.collect().rechunk(), schema=table)
 
     @contextmanager
     def held(self, frame: nw.LazyFrame) -> Iterator[nw.LazyFrame]:
@@ -67,6 +68,54 @@ class PolarsEngine:
 
         return ingest(format, patterns, messages_url, quarantine_url, log)
 
+    def number_rows(self, frame: nw.LazyFrame, out: str, partition_by: Sequence[str],
+                    order_by: Sequence[str]) -> nw.LazyFrame:
+        keys = [*partition_by, *order_by]
+        lf = (frame.to_native().sort(keys, nulls_last=True)
+              .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(list(partition_by)).alias(out)))
+        return nw.from_native(lf)
+
     # -- timeline primitives (add above this line)
 
+    def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        return nw.from_native(frame.to_native().collect().lazy())
+
+    def epoch_us(self, frame: nw.LazyFrame, out: str, column: str) -> nw.LazyFrame:
+        return nw.from_native(frame.to_native().with_columns(pl.col(column).dt.epoch("us").alias(out)))
+
+    def int_ranges(self, frame: nw.LazyFrame, out: str, start: str, end: str) -> nw.LazyFrame:
+        expr = pl.int_ranges(pl.col(start), pl.col(end), dtype=pl.Int64)  # empty where end <= start
+        return nw.from_native(frame.to_native().with_columns(expr.alias(out)))
+
+    def attach_lists(self, frame: nw.LazyFrame, key: Sequence[str], items: nw.LazyFrame,
+                     values: dict[str, str], order_by: str) -> nw.LazyFrame:
+        it = items.to_native()
+        schema = it.collect_schema()
+        lists = it.group_by(list(key)).agg(pl.col(v).sort_by(order_by).alias(o) for o, v in values.items())
+        lf = frame.to_native().join(lists, on=list(key), how="left")
+        return nw.from_native(lf.with_columns(pl.col(o).fill_null(pl.lit([], dtype=pl.List(schema[v])))
+                                              for o, v in values.items()))
+
     # -- examples primitives (add above this line)
+
+    def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None) -> nw.LazyFrame:
+        # In-process and eager: the whole frame is one "partition", handed to ``fn`` in slices
+        # of ``batch_rows`` rows (the Arrow chunks of a slice as they come).
+        import pyarrow as pa
+
+        df = frame.to_native().collect()
+        out_schema = pa.schema([f.with_nullable(True) for f in schema])
+
+        def batches():
+            for part in df.iter_slices(batch_rows or max(df.height, 1)):
+                yield from part.to_arrow().to_batches()
+
+        out = pa.Table.from_batches([b.cast(out_schema) for b in fn(batches())], schema=out_schema)
+        return nw.from_native(pl.from_arrow(out).lazy())
+
+    def every_nth(self, frame: nw.LazyFrame, order_by: Sequence[str], step: int) -> nw.LazyFrame:
+        if step <= 1:
+            return frame
+        return nw.from_native(frame.to_native().sort(list(order_by)).gather_every(step))
+
+    # -- anonymize/tokenizer primitives (add above this line)

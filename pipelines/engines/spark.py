@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-
 import pyarrow as pa
+
+from pipelines.core.settings import SparkConfig  # the [spark] section, with every section in core/settings
 
 
 # Defaults every session gets; `[spark] conf` entries override them.
@@ -27,27 +27,6 @@ DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
 }
-
-
-@dataclass(frozen=True)
-class SparkConfig:
-    """Section `[spark]`.
-
-    master: Spark master URL (`local[*]`, `local[2]`, `spark://host:7077`, `yarn`, `k8s://…`).
-    app_name: the application name shown by the cluster manager.
-    conf: any `spark.*` settings, e.g. `{ "spark.executor.memory" = "8g" }`.
-    shuffle_partitions: `spark.sql.shuffle.partitions` unless `conf` sets it (small for local runs).
-    """
-
-    master: str = "local[*]"
-    app_name: str = "socialcorpus"
-    conf: dict = field(default_factory=dict)
-    shuffle_partitions: int = 8
-
-    def __post_init__(self):
-        bad = [k for k in self.conf if not str(k).startswith("spark.")]
-        if bad:
-            raise ValueError(f"[spark] conf keys must start with 'spark.', got {bad}")
 
 
 def session(cfg: SparkConfig | None = None):
@@ -134,6 +113,11 @@ def to_polars(df):
     return pl.from_arrow(df.toArrow())
 
 
+def _field(name: str):
+    """``lambda x: x[name]`` for ``F.transform`` (which reads its function's arity: no default args)."""
+    return lambda x: x[name]
+
+
 # --- the engine ------------------------------------------------------------------------------
 
 class SparkEngine:
@@ -199,21 +183,143 @@ class SparkEngine:
 
         return ingest(self.spark, format, patterns, messages_url, quarantine_url)
 
+    def number_rows(self, frame, out: str, partition_by, order_by):
+        """Dense numbering that never funnels a group through one task: a global sort
+        (range-partitioned by the whole key, so one big group spreads over many partitions),
+        each task numbers its own rows per group (:meth:`_index_partition`, in partition order),
+        the driver turns the per-(partition, group) row counts (partitions x groups numbers)
+        into offsets, and a broadcast join adds them. The numbered partitions are checkpointed
+        locally (not merely cached: a recomputed sort could cut the partitions elsewhere and
+        no longer match the offsets); Spark frees them when the frame is no longer referenced.
+        """
+        import functools
+
+        import narwhals as nw
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import IntegerType, LongType, StructField, StructType
+
+        df, keys = frame.to_native(), list(partition_by)
+        part, local, offset = "_nr_part", "_nr_local", "_nr_offset"
+        schema = StructType([*df.schema.fields, StructField(part, IntegerType()), StructField(local, LongType())])
+        indexed = (df.orderBy(*[F.col(c).asc_nulls_last() for c in (*keys, *order_by)])
+                   .mapInArrow(functools.partial(SparkEngine._index_partition, keys, part, local), schema)
+                   .localCheckpoint(eager=False))
+        counts = sorted(indexed.groupBy(part, *keys).count().collect(), key=lambda r: r[part])
+        offsets, running = [], {}
+        for r in counts:
+            k = tuple(r[c] for c in keys)
+            offsets.append((r[part], *k, running.get(k, 0)))
+            running[k] = running.get(k, 0) + r["count"]
+        off = self.spark.createDataFrame(offsets, StructType(
+            [StructField(part, IntegerType()), *[df.schema[c] for c in keys], StructField(offset, LongType())]))
+        on = [indexed[part] == off[part], *[indexed[c].eqNullSafe(off[c]) for c in keys]]
+        numbered = indexed.join(F.broadcast(off), on).select(*[indexed[c] for c in df.columns],
+                                                             (indexed[local] + off[offset]).alias(out))
+        return nw.from_native(numbered)
+
+    @staticmethod
+    def _index_partition(keys, part, local, batches):
+        """mapInArrow over one sorted partition: its id, and each row's running number in its group."""
+        import numpy as np
+        import polars as pl
+        from pyspark import TaskContext
+
+        pid = TaskContext.get().partitionId()
+        seen = None  # rows of each group in the earlier batches of this partition
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            k = pl.from_arrow(pa.Table.from_batches([b]).select(keys))
+            idx = k.select(pl.int_range(pl.len(), dtype=pl.Int64).over(keys)).to_series()
+            if seen is not None:
+                idx = idx + k.join(seen, on=keys, how="left", nulls_equal=True,
+                                   maintain_order="left").get_column("_n").fill_null(0)
+            n = k.group_by(keys).agg(pl.len().cast(pl.Int64).alias("_n"))
+            seen = n if seen is None else pl.concat([seen, n]).group_by(keys).agg(pl.col("_n").sum())
+            yield pa.RecordBatch.from_arrays(
+                [*b.columns, pa.array(np.full(b.num_rows, pid, dtype=np.int32)), idx.to_arrow()],
+                names=[*b.schema.names, part, local])
+
     # -- timeline primitives (add above this line)
 
+    def materialize(self, frame):
+        """A local checkpoint (eager): the rows are computed now and kept by the executors; the
+        frame's plan is cut there, where a cached frame would carry its whole plan into every
+        later one (a plan that joins a result many times grows with each use)."""
+        import narwhals as nw
+
+        return nw.from_native(frame.to_native().localCheckpoint(eager=True))
+
+    def epoch_us(self, frame, out: str, column: str):
+        import narwhals as nw
+        from pyspark.sql import functions as F
+
+        return nw.from_native(frame.to_native().withColumn(out, F.unix_micros(F.col(column))))
+
+    def int_ranges(self, frame, out: str, start: str, end: str):
+        import narwhals as nw
+        from pyspark.sql import functions as F
+
+        lo, hi = F.col(start).cast("long"), F.col(end).cast("long")
+        # `sequence` is inclusive and counts down when its end is below its start: empty instead.
+        expr = F.when(hi > lo, F.sequence(lo, hi - 1)).otherwise(F.array().cast("array<bigint>"))
+        return nw.from_native(frame.to_native().withColumn(out, expr))
+
+    def attach_lists(self, frame, key, items, values: dict, order_by: str):
+        """One ``collect_list`` of (order, values…) structs per key, sorted, then one list per value:
+        Spark's ``collect_list`` of a bare column would drop its nulls."""
+        import narwhals as nw
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import ArrayType
+
+        it, key = items.to_native(), list(key)
+        fields = [F.col(order_by).alias("_o"), *[F.col(v).alias(f"_v{i}") for i, v in enumerate(values.values())]]
+        lists = (it.groupBy(*key).agg(F.array_sort(F.collect_list(F.struct(*fields))).alias("_l"))
+                 .select(*key, *[F.transform("_l", _field(f"_v{i}")).alias(o) for i, o in enumerate(values)]))
+        df = frame.to_native().join(lists, on=key, how="left")
+        for o, v in values.items():
+            df = df.withColumn(o, F.coalesce(F.col(o), F.array().cast(ArrayType(it.schema[v].dataType))))
+        return nw.from_native(df)
+
     # -- examples primitives (add above this line)
+
+    def map_batches(self, frame, fn, schema: pa.Schema, batch_rows: int | None = None):
+        """``mapInArrow`` with ``fn`` shipped to the executors (cloudpickle; PySpark broadcasts a
+        large pickled function, e.g. one holding a lookup table); each batch ``fn`` yields is cast
+        to ``schema``. Batches are Spark's Arrow batches (spark.sql.execution.arrow.maxRecordsPerBatch):
+        ``batch_rows`` is the Polars engine's."""
+        import functools
+
+        import narwhals as nw
+
+        out_schema = pa.schema([f.with_nullable(True) for f in schema])
+        return nw.from_native(frame.to_native().mapInArrow(
+            functools.partial(SparkEngine._cast_batches, fn, out_schema), spark_schema(out_schema)))
+
+    @staticmethod
+    def _cast_batches(fn, schema: pa.Schema, batches):
+        """mapInArrow body of :meth:`map_batches`: ``fn``'s batches cast to ``schema``."""
+        for b in fn(batches):
+            yield b.cast(schema)
+
+    def every_nth(self, frame, order_by, step: int):
+        """A global sort and ``zipWithIndex`` (row numbers across partitions, no single task)."""
+        import narwhals as nw
+
+        if step <= 1:
+            return frame
+        df = frame.to_native()
+        rdd = df.orderBy(*order_by).rdd.zipWithIndex().filter(lambda r: r[1] % step == 0).map(lambda r: r[0])
+        return nw.from_native(self.spark.createDataFrame(rdd, df.schema))
+
+    # -- anonymize/tokenizer primitives (add above this line)
 
 
 # --- stage dispatch -------------------------------------------------------------------------
 
 # stage name -> "module:function(ctx, spark) -> summary". Stages missing here run on Polars.
 SPARK_STAGES = {
-    "dedup": "pipelines.engines.spark_dedup:run",
-    "anonymize": "pipelines.engines.spark_anonymize:run",
     "neardup": "pipelines.engines.spark_neardup:run",
-    "timeline": "pipelines.engines.spark_timeline:run",
-    "examples": "pipelines.engines.spark_examples:run",
-    "tokenizer": "pipelines.engines.spark_shards:tokenizer_run",
     "shards": "pipelines.engines.spark_shards:run",
 }
 
@@ -222,7 +328,7 @@ def has_stage(name: str) -> bool:
     return name in SPARK_STAGES
 
 
-def run_stage(name: str, ctx) -> dict:
+def run_stage(name: str, ctx):
     """Run stage ``name``'s Spark side on the session for the config's `[spark]` section."""
     import importlib
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.stages.neardup import NearDupConfig, document_text
+from pipelines.core.results import StageResult
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
@@ -187,7 +188,7 @@ def near_dedup(df, cfg: NearDupConfig | None = None):
     return out, stats, cached
 
 
-def run(ctx, spark) -> dict:
+def run(ctx, spark) -> StageResult:
     """Read `messages_anon`, write `messages_dedup` sorted by `message_id`; return the counts."""
     from pyspark.sql import functions as F
 
@@ -203,4 +204,4 @@ def run(ctx, spark) -> dict:
             c.unpersist()
     ctx.log.info("neardup (spark): %d rows, %d candidates, %d clusters, %d duplicates", stats["rows_in"],
                  stats["candidates"], stats["clusters"], stats["duplicates"])
-    return stats
+    return StageResult.from_summary("neardup", stats)

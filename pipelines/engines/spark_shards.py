@@ -1,12 +1,6 @@
-"""Tokenizer and shards on Spark: the side-by-side twins of pipelines/stages/tokenizer.py and
-pipelines/stages/shards.py. The shards are byte for byte the Polars engine's (same rows, order,
-file boundaries, names and manifest).
-
-Tokenizer (:func:`tokenizer_run`): the train-split messages are found in Spark (the same
-semi-join as :func:`pipelines.stages.tokenizer.train_split_texts`), the evenly spaced sample in
-`message_id` order is taken in Spark (a global sort and ``zipWithIndex``), and only the
-sample is collected: the BPE is trained on the driver on exactly the Polars stage's input,
-so `tokenizer.json` is byte-identical.
+"""Shards on Spark: the side-by-side twin of pipelines/stages/shards.py (the tokenizer stage is
+written once for both engines, pipelines/stages/tokenizer.py). The shards are byte for byte
+the Polars engine's (same rows, order, file boundaries, names and manifest).
 
 Shards (:func:`run`):
 
@@ -32,7 +26,6 @@ Shards (:func:`run`):
 
 from __future__ import annotations
 
-import hashlib
 import math
 import posixpath
 import time
@@ -45,6 +38,7 @@ from pipelines.core import render, storage
 from pipelines.stages import tokenizer as TK
 from pipelines.stages.shards import SPLITS, ShardsConfig, cut_points, encode_shard, manifest_of, publish_manifest, shard_metadata
 from pipelines.stages.shards import config_hash, remove_build_record, write_build_record
+from pipelines.core.results import StageResult
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
@@ -70,58 +64,6 @@ def _tokenizer(url: str, sha: str):
     if (url, sha) not in _TOKENIZERS:
         _TOKENIZERS[(url, sha)] = TK.load(url)
     return _TOKENIZERS[(url, sha)]
-
-
-def _collect_sorted_sample(df, order: str, step: int):
-    """Rows 0, step, 2*step, … of ``df`` in ``order`` order, collected (zipWithIndex: no single partition)."""
-    if step <= 1:
-        return df.orderBy(order).toArrow()
-    rdd = df.orderBy(order).rdd.zipWithIndex().filter(lambda r: r[1] % step == 0).map(lambda r: r[0])
-    rows = rdd.collect()
-    return pa.Table.from_pylist([r.asDict() for r in rows], schema=pa.schema([(c, pa.string()) for c in df.columns]))
-
-
-# --- tokenizer ------------------------------------------------------------------------------
-
-def train_split_texts(timeline, examples):
-    """Messages referenced by any train example (window, own or interlocutor stream), once each."""
-    from pyspark.sql import functions as F
-
-    train = examples.filter(F.col(E.split) == "train")
-    refs = None
-    for c in (E.window_seqs, E.own_seqs, E.other_seqs):
-        r = train.select(F.col(E.timeline_id).alias(TL.timeline_id), F.explode(c).alias(TL.seq))
-        refs = r if refs is None else refs.unionByName(r)
-    keys = refs.filter(F.col(TL.seq).isNotNull()).distinct()
-    return timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.text).join(keys, [TL.timeline_id, TL.seq],
-                                                                                   "left_semi")
-
-
-def tokenizer_run(ctx, spark) -> dict:
-    """Spark side of :func:`pipelines.stages.tokenizer.run`: same sample, same file, same summary."""
-    from pipelines.engines.spark import read_table
-
-    cfg: TK.TokenizerConfig = ctx.config.section("tokenizer")
-    if cfg.path:  # a user-supplied file: nothing to distribute
-        return TK.run(ctx)
-    msgs = train_split_texts(read_table(spark, ctx.config.table_url(TL.name), TL),
-                             read_table(spark, ctx.config.table_url(E.name), E)).select(TL.message_id, TL.text).cache()
-    try:
-        rows_in = msgs.count()
-        step = max(-(-rows_in // cfg.max_training_messages), 1)  # as the Polars stage: ceil, evenly spaced
-        sample = pl.from_arrow(_collect_sorted_sample(msgs, TL.message_id, step))
-    finally:
-        msgs.unpersist()
-    texts = sample.select(TK.training_text(pl.col(TL.text).cast(pl.String)))[TL.text] if sample.height else \
-        pl.Series(TL.text, [], pl.String)
-    ctx.log.info("tokenizer (spark): training a %d BPE on %d train-split messages", cfg.vocab_size, texts.len())
-    tok = TK.train(texts.to_list(), cfg, length=texts.len())
-    data = tok.to_str().encode("utf-8")
-    out_url = ctx.config.table_url("tokenizer.json")
-    storage.write_bytes(out_url, data)
-    return {"rows_in": rows_in, "rows_out": texts.len(), "dropped": {"over_max_training_messages": rows_in - texts.len()},
-            "source": "trained", "vocab_size": tok.get_vocab_size(), "sha256": hashlib.sha256(data).hexdigest(),
-            "url": out_url}
 
 
 # --- shards: tokenise -----------------------------------------------------------------------
@@ -273,7 +215,7 @@ def _write_files(urls: dict, metas: dict, cfg: ShardsConfig):
     return run
 
 
-def run(ctx, spark) -> dict:
+def run(ctx, spark) -> StageResult:
     """Spark side of :func:`pipelines.stages.shards.run`: the same files, manifests and summary."""
     import json
 
@@ -390,4 +332,4 @@ def run(ctx, spark) -> dict:
     summary["assemble_write_seconds"] = round(t_shards, 3)
     summary["shard_tokens_per_s"] = round(total / max(t_tok + t_shards, 1e-9))
     ctx.log.info("shards (spark): %d rows, %d tokens", summary["rows_out"], total)
-    return summary
+    return StageResult.from_summary("shards", summary)

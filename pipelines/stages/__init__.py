@@ -1,4 +1,4 @@
-"""The stages of the corpus build, in order. Each is ``run(ctx: RunContext) -> dict`` in its module.
+"""The stages of the corpus build, in order. Each is ``run(ctx[, engine]) -> StageResult`` in its module.
 
 The CLI (`socialcorpus build`), the Dagster assets, the benchmarks and the tests all call
 stages through here, so a stage is written once.
@@ -36,28 +36,33 @@ class Stage:
 
         return spark.has_stage(self.name)
 
-    def run(self, ctx) -> dict:
+    def run(self, ctx) -> StageResult:
         """Run on the configured engine (chosen in one place, :func:`pipelines.engines.for_run`).
 
         A stage written once for both engines has ``run(ctx, engine)``. A stage without a
-        Spark side runs on Polars and the summary says so (``engine``), so nothing pretends to
+        Spark side runs on Polars and the result says so (``engine``), so nothing pretends to
         have been distributed."""
         module = importlib.import_module(self.module)
         if self.written_once():
             from pipelines import engines
 
             engine = engines.for_run(ctx)
-            result = module.run(ctx, engine)
-            if isinstance(result, StageResult):
-                return result.with_run(engine=engine.name).summary()
-            return {**result, "engine": engine.name}
+            return as_result(self.name, module.run(ctx, engine)).with_run(engine=engine.name)
         if ctx.config.engine == "spark":
             from pipelines.engines import spark
 
             if spark.has_stage(self.name):
-                return {**spark.run_stage(self.name, ctx), "engine": "spark"}
+                return as_result(self.name, spark.run_stage(self.name, ctx)).with_run(engine="spark")
             ctx.log.warning("stage %s has no Spark implementation; running it on Polars", self.name)
-        return {**importlib.import_module(self.module).run(ctx), "engine": "polars"}
+        return as_result(self.name, module.run(ctx)).with_run(engine="polars")
+
+
+def as_result(stage: str, result: StageResult) -> StageResult:
+    """A stage's return value, checked: every stage returns a StageResult (a TypeError names the
+    stage that does not)."""
+    if not isinstance(result, StageResult):
+        raise TypeError(f"stage {stage} returned {type(result).__name__}, not a StageResult")
+    return result
 
 
 STAGES: tuple[Stage, ...] = (
@@ -80,5 +85,5 @@ def get_stage(name: str) -> Stage:
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
 
 
-def run_stage(name: str, ctx) -> dict:
+def run_stage(name: str, ctx) -> StageResult:
     return get_stage(name).run(ctx)

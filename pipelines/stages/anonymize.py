@@ -17,11 +17,21 @@ pseudonym tokens, other PII becomes typed placeholders. Fully offline.
   ``thread_id``, ``parent_id``, ``parent_inferred`` and ``community`` (:func:`hash_scoped_ids`);
   ``source_uri`` becomes a keyed hash of the file (:func:`source_key`): file names can name people.
 
-The secret is read from ``ctx.secret()`` and never logged, written or returned.
+Written once for both engines (see pipelines/engines): the per-record rules are Polars code
+over one Arrow batch (:func:`anonymize_batch`), run through ``engine.map_batches`` (in
+process on Polars, ``mapInArrow`` on Spark, one Presidio engine per Python process:
+:func:`pii_engine`); the name and scope tables are counted by the engine from per-batch rows
+and only their distinct rows are collected (:func:`build_name_table`, :func:`build_scope_table`);
+each batch's counters come back on its first output row (:func:`anonymize_stats`).
+
+The secret is read from ``ctx.secret()`` and never logged, written or returned; on Spark it
+reaches the executors inside the task closure (like any UDF argument): run production
+clusters with `spark.authenticate` and `spark.network.crypto.enabled`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -30,11 +40,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import narwhals as nw
 import polars as pl
 import pyarrow as pa
 
-from pipelines.core import storage
 from pipelines.core.pii import PREFILTER, PiiEngine
+from pipelines.core.settings import AnonymizeConfig  # the [anonymize] section, with every section in core/settings
+from pipelines.core.results import StageResult
 from schemas import ANON, RECORDS
 from schemas import MESSAGES as M
 from schemas.messages import ROLE_PLATFORMS
@@ -72,43 +84,6 @@ _ADDRESS = r"\A(?P<a>[^\s:,<>@]+)(?=[:,](?:\s|\Z))"
 _EXPLICIT_FLAG = r"(?:^|[^\w/])/?u/\w|(?:^|[^\w@+\-])@\w"
 _WORD = r"\w+"
 _JSON_ESCAPES = r"\\[nrtbf\"\\/]"
-
-
-@dataclass(frozen=True)
-class AnonymizeConfig:
-    """The `[anonymize]` config section.
-
-    demo_secret: a fixed pseudonym key for the demo configuration only (labelled as such);
-        real builds take the key from $SOCIALCORPUS_SECRET or the Dagster resource.
-    spacy_model: installed spaCy pipeline name enabling PERSON detection (None: no NER).
-    presidio_score_threshold: minimum Presidio score to replace a span (phones score 0.4).
-    min_name_length: shortest display name / handle replaced where it occurs as a plain word.
-    min_numeric_id_length: shortest all-digit author id replaced as a plain word.
-    common_word_zipf: a one-word name at least this frequent in English (wordfreq Zipf) is a mention only in explicit forms.
-    platform_name_zipf: a multi-word name with a word rarer than this (Zipf) is matched platform-wide.
-    extra_stopwords: more words never taken as plain-name mentions.
-    batch_rows: rows per Arrow batch handed to :func:`anonymize_batch`.
-    """
-
-    demo_secret: str | None = None
-    spacy_model: str | None = None
-    presidio_score_threshold: float = 0.35
-    min_name_length: int = 3
-    min_numeric_id_length: int = 6
-    common_word_zipf: float = 3.5
-    platform_name_zipf: float = 4.5
-    extra_stopwords: tuple[str, ...] = ()
-    batch_rows: int = 50_000
-
-    def __post_init__(self):
-        object.__setattr__(self, "extra_stopwords", tuple(w.lower() for w in self.extra_stopwords))
-        if self.min_name_length < 1 or self.min_numeric_id_length < 1:
-            raise ValueError("min_name_length and min_numeric_id_length must be >= 1")
-
-    def __repr__(self) -> str:  # never show the demo secret in logs or errors
-        return (f"AnonymizeConfig(spacy_model={self.spacy_model!r}, presidio_score_threshold="
-                f"{self.presidio_score_threshold}, min_name_length={self.min_name_length}, demo_secret="
-                f"{'<set>' if self.demo_secret else None})")
 
 
 def pseudonym(secret: bytes, platform: str, author_id: str) -> str:
@@ -196,21 +171,57 @@ def author_keys(messages: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .filter(pl.col(N_KEY).str.len_chars() > 0).collect())
 
 
-def build_name_table(messages: pl.DataFrame | pl.LazyFrame, secret: bytes,
-                     cfg: AnonymizeConfig | None = None) -> pl.DataFrame:
-    """Per community, every known author name and handle -> that author's pseudonym.
+def build_name_table(messages, secret: bytes, cfg: AnonymizeConfig | None = None, engine=None) -> pl.DataFrame:
+    """Per community, every known author name and handle -> that author's pseudonym (a Polars
+    DataFrame, on either engine).
 
-    In: rows with ``platform``, ``community``, ``author_id``, ``author_name``. Out: see
+    In: a frame (native Polars or Spark, or narwhals with ``engine``) with ``platform``,
+    ``community``, ``author_id``, ``author_name``, ``author_aliases``. :func:`author_keys` per
+    batch; the engine counts rows per (platform, community, author, key), which shrinks the
+    data to distinct names before any HMAC; pseudonyms per batch; the engine sums per
+    (platform, community, key, pseudonym), and only those counts are collected for
     :func:`name_table_from_counts`.
     """
+    from pipelines.engines import to_polars
+
     cfg = cfg or AnonymizeConfig()
-    keys = author_keys(messages)
-    if keys.height == 0:
-        return name_table_from_counts(pl.DataFrame(schema=_COUNT_SCHEMA), cfg)
-    keys = keys.with_columns(
-        pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), keys, secret).alias(N_PSEUDONYM))
-    counts = keys.group_by(M.platform, M.community, N_KEY, N_PSEUDONYM).agg(pl.len().cast(pl.Int64).alias("n"))
-    return name_table_from_counts(counts, cfg)
+    messages, engine = _frame(messages, engine)
+    keys = engine.map_batches(messages.select(*_KEY_COLS), _author_key_batches, _KEYS)
+    counted = keys.group_by(*_KEYS.names).agg(nw.len().cast(nw.Int64).alias("_n"))
+    named = engine.map_batches(counted, functools.partial(_pseudonym_batches, secret), _COUNTED)
+    sums = named.group_by(M.platform, M.community, N_KEY, N_PSEUDONYM).agg(nw.col("_n").sum().alias("n"))
+    return name_table_from_counts(to_polars(sums).cast(_COUNT_SCHEMA).select(*_COUNT_SCHEMA), cfg)
+
+
+def _frame(messages, engine=None):
+    """(narwhals frame, engine) of a native Polars/Spark frame or of a narwhals one (its engine)."""
+    from pipelines import engines
+
+    if isinstance(messages, (nw.LazyFrame, nw.DataFrame)):
+        frame = messages.lazy() if isinstance(messages, nw.DataFrame) else messages
+        return frame, engine or engines.of(frame.to_native())
+    return engines.frame(messages), engine or engines.of(messages)
+
+
+_KEY_COLS = (M.platform, M.community, M.author_id, M.author_name, M.author_aliases)
+_KEYS = pa.schema([pa.field(c, pa.string()) for c in (M.platform, M.community, M.author_id, N_KEY)])
+_COUNTED = pa.schema([*_KEYS, pa.field("_n", pa.int64()), pa.field(N_PSEUDONYM, pa.string())])
+
+
+def _author_key_batches(batches):
+    """map_batches: message rows -> :func:`author_keys` of each batch."""
+    for b in batches:
+        if b.num_rows:
+            yield from author_keys(pl.from_arrow(b)).to_arrow().to_batches()
+
+
+def _pseudonym_batches(secret: bytes, batches):
+    """map_batches: (platform, community, author_id, key, _n) -> the same rows plus the pseudonym."""
+    for b in batches:
+        if b.num_rows:
+            df = pl.from_arrow(b)
+            yield from df.with_columns(pseudonym_expr(pl.col(M.platform), pl.col(M.author_id), df, secret)
+                                       .alias(N_PSEUDONYM)).to_arrow().to_batches()
 
 
 _COUNT_SCHEMA = {M.platform: pl.String, M.community: pl.String, N_KEY: pl.String, N_PSEUDONYM: pl.String,
@@ -633,9 +644,10 @@ def anonymize_batch(batch: pa.RecordBatch | pa.Table, names: pl.DataFrame, secre
     :func:`private_scope_candidates`, both over the whole input (so a name is known in every
     batch of its community, and a reply in one batch to a private chat seen in another gets the
     same hashed id). ``scopes=None`` derives them from this batch alone: right only when the
-    batch is the whole input. Pure per batch: the Spark engine calls it through ``mapInArrow``.
+    batch is the whole input. Pure per batch; the stage runs the same rules per batch through
+    ``engine.map_batches`` (:func:`anonymize_frame`).
     """
-    engine = engine or PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
+    engine = engine or pii_engine(cfg)
     df = pl.from_arrow(batch)
     if scopes is None:
         scopes = scope_table(private_scope_candidates(df), secret)
@@ -644,58 +656,155 @@ def anonymize_batch(batch: pa.RecordBatch | pa.Table, names: pl.DataFrame, secre
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=ANON.arrow)
 
 
-def anonymize_messages(messages: pl.DataFrame, secret: bytes, cfg: AnonymizeConfig | None = None,
-                       engine: PiiEngine | None = None) -> tuple[pl.DataFrame, dict]:
-    """Anonymise a whole ``messages`` frame. Out: ``messages_anon`` rows in input order and counts.
+# One Presidio engine per Python process and config (building one takes seconds): the Polars
+# engine's process, each Spark Python worker. Reached only from module-level functions, so it
+# is never shipped with a task.
+_PII_ENGINES: dict[tuple, PiiEngine] = {}
+
+
+def pii_engine(cfg: AnonymizeConfig) -> PiiEngine:
+    """This process's Presidio engine for ``cfg`` (built on first use)."""
+    key = (cfg.presidio_score_threshold, cfg.spacy_model)
+    if key not in _PII_ENGINES:
+        _PII_ENGINES[key] = PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
+    return _PII_ENGINES[key]
+
+
+_SCOPE_COLS = (M.platform, M.community, M.thread_id, M.author_id, M.recipient_ids)
+_SCOPES = pa.schema([pa.field("scope", pa.string())])
+# Per batch, its counters (JSON) ride on the batch's first output row; null on the others.
+_STATS = "_batch_stats"
+# The input's `message_id`, the output's sort key: hashing a private scope changes a message's
+# id, and the table keeps the input's order (`messages` is sorted by its ids).
+_INPUT_ID = "_input_message_id"
+_ANON_OUT = pa.schema([*ANON.arrow, pa.field(_STATS, pa.string()), pa.field(_INPUT_ID, pa.string())])
+_COLUMNS = (M.title, M.text, M.extra)
+
+
+def _scope_batches(batches):
+    """map_batches: message rows -> :func:`private_scope_candidates` of each batch."""
+    for b in batches:
+        if b.num_rows:
+            yield from private_scope_candidates(pl.from_arrow(b)).to_arrow().to_batches()
+
+
+def build_scope_table(messages, secret: bytes, engine=None) -> pl.DataFrame:
+    """:func:`scope_table` of the whole input: the row-local candidates per batch, made distinct
+    by the engine; only the distinct scopes are collected and hashed."""
+    from pipelines.engines import to_polars
+
+    messages, engine = _frame(messages, engine)
+    cands = engine.map_batches(messages.select(*_SCOPE_COLS), _scope_batches, _SCOPES).unique()
+    return scope_table(to_polars(cands).cast({"scope": pl.String}), secret)
+
+
+def _anonymize_batches(names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes, cfg: AnonymizeConfig, batches):
+    """map_batches: `messages` rows -> `messages_anon` rows (same order) plus :data:`_STATS`; the
+    Presidio memo is shared by the batches of one call (one Spark partition, or the whole run on
+    Polars), bounded by :data:`PRESIDIO_MEMO_MAX`."""
+    engine, memo = pii_engine(cfg), {}
+    for b in batches:
+        if not b.num_rows:
+            continue
+        if len(memo) > PRESIDIO_MEMO_MAX:  # bounded memory on inputs of any size
+            memo.clear()
+        out, stats = _anonymize(pl.from_arrow(b), names, scopes, secret, engine, cfg, memo)
+        stats["messages_with_replacements"] += int((out[ANON.pii_types].list.len() > 0).sum())
+        table = ANON.conform(out.to_arrow()).combine_chunks()
+        table = (table.append_column(_STATS, pa.array([json.dumps(dict(stats), sort_keys=True)]
+                                                       + [None] * (table.num_rows - 1), pa.string()))
+                 .append_column(_INPUT_ID, b.column(M.message_id).cast(pa.string())))
+        yield from table.to_batches()
+
+
+def anonymize_frame(messages: nw.LazyFrame, secret: bytes, cfg: AnonymizeConfig, engine
+                    ) -> tuple[nw.LazyFrame, pl.DataFrame, pl.DataFrame]:
+    """`messages` rows in; (`messages_anon` rows with :data:`_STATS`, the name table, the scope
+    table) out. The two tables are built over the whole input and shipped with the per-batch
+    function (Spark broadcasts a large one); :func:`anonymize_batch`'s rules run per batch."""
+    names = build_name_table(messages, secret, cfg, engine)
+    scopes = build_scope_table(messages, secret, engine)
+    out = engine.map_batches(messages.select(*RECORDS.names),
+                             functools.partial(_anonymize_batches, names, scopes, secret, cfg), _ANON_OUT,
+                             batch_rows=cfg.batch_rows)
+    return out, names, scopes
+
+
+def anonymize_stats(messages: nw.LazyFrame, out: nw.LazyFrame, names: pl.DataFrame, scopes: pl.DataFrame,
+                    cfg: AnonymizeConfig) -> dict:
+    """The summary, from aggregates only: input counts by the engine, the per-batch counters
+    (one row per batch), the two (driver-side) tables.
 
     Counts: rows_in, rows_out (equal: nothing is dropped), replacements by type, rows sent to
     Presidio, rows flagged per column, authors pseudonymised, names known (and platform-wide),
     private scopes hashed, and which recognizers were active. Never contains the secret.
     """
-    cfg = cfg or AnonymizeConfig()
-    engine = engine or PiiEngine(cfg.presidio_score_threshold, cfg.spacy_model)
-    names = build_name_table(messages, secret, cfg)
-    scopes = scope_table(private_scope_candidates(messages), secret)
-    parts, stats, memo = [], Counter(), {}
-    for start in range(0, max(messages.height, 1), cfg.batch_rows):
-        if len(memo) > PRESIDIO_MEMO_MAX:  # bounded memory on inputs of any size
-            memo.clear()
-        out, st = _anonymize(messages.slice(start, cfg.batch_rows), names, scopes, secret, engine, cfg, memo)
-        parts.append(out)
-        stats.update(st)
-    out = pl.concat(parts) if parts else messages
+    from pipelines.engines import to_polars
+
+    rows_in = int(to_polars(messages.select(nw.len().alias("n")))["n"][0])
+    authors = int(to_polars(messages.filter(~nw.col(M.author_id).is_null())
+                            .select(nw.col(M.author_id).n_unique().alias("n")))["n"][0] or 0)
+    per_batch = to_polars(out.filter(~nw.col(_STATS).is_null()).select(_STATS))
+    rows_out = int(to_polars(out.select(nw.len().alias("n")))["n"][0])
+    stats: Counter = Counter()
+    for s in per_batch[_STATS].to_list():
+        stats.update(json.loads(s))
     replaced = {k: v for k, v in sorted(stats.items())
                 if k.isupper() or (k.startswith("extra_") and k[6:].isupper()) or k == "extra_handles"}
-    summary = {
-        "rows_in": messages.height,
-        "rows_out": out.height,
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
         "dropped": {},
-        "authors": int(messages[M.author_id].drop_nulls().n_unique()) if messages.height else 0,
+        "authors": authors,
         "names_known": names.height,
         "names_mentionable": int(names[N_MENTIONABLE].sum()) if names.height else 0,
         "names_platform_wide": int(names[N_COMMUNITY].str.starts_with(PLATFORM_WIDE).sum()) if names.height else 0,
         # private-scope table rows (every Telegram user id is one: it is the id of a personal chat with them)
         "private_scopes": scopes.height,
-        "presidio_rows": {c: stats[f"{c}_presidio_rows"] for c in (M.title, M.text, M.extra)},
+        "presidio_rows": {c: stats[f"{c}_presidio_rows"] for c in _COLUMNS},
         "presidio_strings": stats["presidio_strings"],
         # share of messages whose text went through Presidio (the prefilter's hit rate)
-        "presidio_rate": round(stats[f"{M.text}_presidio_rows"] / max(messages.height, 1), 4),
-        "rows_flagged": {k.removesuffix("_rows_flagged"): v for k, v in sorted(stats.items())
-                         if k.endswith("_rows_flagged")},
+        "presidio_rate": round(stats[f"{M.text}_presidio_rows"] / max(rows_in, 1), 4),
+        "rows_flagged": {c: stats[f"{c}_rows_flagged"] for c in sorted(_COLUMNS)},
         "replacements": replaced,
-        "messages_with_replacements": int((out[ANON.pii_types].list.len() > 0).sum()) if out.height else 0,
-        "pii": engine.summary(),
+        "messages_with_replacements": stats["messages_with_replacements"],
+        "pii": pii_engine(cfg).summary(),
     }
-    return out, summary
 
 
-def run(ctx) -> dict:
-    """Read `messages`, write `messages_anon`; return the counts (see :func:`anonymize_messages`)."""
-    cfg: AnonymizeConfig = ctx.config.section("anonymize")
+def anonymize_messages(messages, secret: bytes, cfg: AnonymizeConfig | None = None,
+                       pii: PiiEngine | None = None):
+    """Anonymise a whole native ``messages`` frame, Polars or Spark (the same rules and counts:
+    see :func:`anonymize_stats`). Out: (`messages_anon` rows, summary): a Polars DataFrame in
+    input order, or a cached Spark DataFrame in no order. ``pii``: the Presidio engine to use
+    in this process for ``cfg`` (Spark workers build their own)."""
+    cfg = cfg or AnonymizeConfig()
+    if pii is not None:
+        _PII_ENGINES[(cfg.presidio_score_threshold, cfg.spacy_model)] = pii
+    frame, engine = _frame(messages)
+    out, names, scopes = anonymize_frame(frame, secret, cfg, engine)
+    with engine.held(out) as df:
+        summary = anonymize_stats(frame, df, names, scopes, cfg)
+        native = df.drop(_STATS, _INPUT_ID).to_native()
+        native = native.collect() if isinstance(native, pl.LazyFrame) else native.cache()
+    return native, summary
+
+
+def run(ctx, engine=None) -> StageResult:
+    """Read `messages`, write `messages_anon` in the input's `message_id` order (ids of private
+    scopes change, their rows keep their place); return the counts (see
+    :func:`anonymize_stats`; its ``dropped`` stays a figure, the JSON summary's older name for
+    ``dropped_by_reason``). ``engine``: the run's (:func:`pipelines.engines.for_run`) by default."""
+    from pipelines import engines
+
+    engine = engine or engines.for_run(ctx)
+    cfg = ctx.config.section(AnonymizeConfig)
     secret = ctx.secret()  # raises MissingSecretError with what to do
-    messages = storage.read(ctx.config.table_url(RECORDS.name))
-    out, summary = anonymize_messages(messages, secret, cfg)
-    storage.write_table(ctx.config.table_url(ANON.name), out, schema=ANON)
+    with engine.held(engine.scan(ctx.config.table_url(RECORDS.name), RECORDS)) as messages:
+        out, names, scopes = anonymize_frame(messages, secret, cfg, engine)
+        with engine.held(out) as df:
+            summary = anonymize_stats(messages, df, names, scopes, cfg)
+            engine.write(df.sort(_INPUT_ID).drop(_STATS, _INPUT_ID), ctx.config.table_url(ANON.name), ANON)
     ctx.log.info("anonymize: %d rows, %d strings sent to Presidio, recognizers %s", summary["rows_out"],
                  summary["presidio_strings"], ", ".join(summary["pii"]["recognizers"]))
-    return summary
+    return StageResult.from_summary("anonymize", summary)

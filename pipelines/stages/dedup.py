@@ -12,72 +12,103 @@ one message. The kept copy is chosen by a fixed rule, never by input order:
 
 ``n_copies`` says how many copies collapsed into the kept row. Output rows are sorted by
 ``message_id``.
+
+Written once for both engines (narwhals over Polars or Spark, see pipelines/engines): the
+copy count is a window over `message_id`, the survivor is ``engine.first_by`` under
+:data:`SURVIVOR_ORDER`, the hash ``engine.hex_digest`` over one ``concat_str``.
 """
 
 from __future__ import annotations
 
-import hashlib
-
+import narwhals as nw
 import polars as pl
 
-from pipelines.core import storage
+from pipelines.core.results import StageResult
 from schemas import MESSAGES as M
 from schemas import RECORDS
 
 _HASH = "__content_hash"
+_HASH_INPUT = "__content"
 _SEP = "\x1f"
+N_COPIES = "n_copies"
+
+# The rule of the module docstring: (column, descending), nulls last; the first row per id is kept.
+SURVIVOR_ORDER = ((M.revision, True), (M.edited_at, True), (M.retrieved_at, True), (_HASH, True),
+                  (M.source_uri, False), (M.source_record, False))
 
 
-def _content_hash(df: pl.DataFrame) -> pl.Series:
-    # hashlib needs Python; it runs only on rows whose message_id occurs more than once.
-    parts = df.select(
-        pl.concat_str([pl.col(M.text).fill_null(""), pl.col(M.title).fill_null("\x00"),
-                       pl.col(M.extra).fill_null("\x00"), pl.col(M.score).cast(pl.String).fill_null("\x00")],
-                      separator=_SEP)
-    ).to_series()
-    return pl.Series(_HASH, [hashlib.sha256(s.encode("utf-8")).hexdigest() for s in parts], dtype=pl.String)
+def content_expr() -> nw.Expr:
+    """What the content hash digests: text, title, extra, score joined by \\x1f (a null text
+    as "", other nulls as \\x00, so a null never equals an empty value)."""
+    return nw.concat_str([nw.col(M.text).fill_null(""), nw.col(M.title).fill_null("\x00"),
+                          nw.col(M.extra).fill_null("\x00"), nw.col(M.score).cast(nw.String).fill_null("\x00")],
+                         separator=_SEP)
 
 
-def dedup_records(raw: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, dict]:
-    """Collapse copies of each ``message_id`` to one row (rule in the module docstring).
+def with_content_hash(frame: nw.LazyFrame, engine, where: nw.Expr | None = None) -> nw.LazyFrame:
+    """``frame`` plus `__content_hash`, the sha256 hex of :func:`content_expr` (null where ``where`` is false)."""
+    content = content_expr() if where is None else nw.when(where).then(content_expr())
+    return engine.hex_digest(frame.with_columns(content.alias(_HASH_INPUT)), _HASH, _HASH_INPUT).drop(_HASH_INPUT)
 
-    In: rows in the ``messages_raw`` schema (any order). Out: the ``messages`` rows sorted by
-    ``message_id`` with ``n_copies``, and counts: ``rows_in``, ``rows_out``, ``collapsed``
-    (= rows_in - rows_out, the ``dropped`` reason ``duplicate_copy``), ``collapsed_by_platform``,
-    ``messages_with_copies``. The result does not depend on the input row order.
+
+def dedup(raw: nw.LazyFrame, engine) -> nw.LazyFrame:
+    """`messages_raw` rows in (any order); one row per `message_id` with `n_copies` out, unordered.
+
+    The hash is only computed where a message has copies (it only breaks ties between copies).
     """
-    df = raw.collect() if isinstance(raw, pl.LazyFrame) else raw
-    counts = pl.col(M.message_id).count().over(M.message_id).cast(pl.Int32).alias("n_copies")
-    df = df.with_columns(counts)
-    single = df.filter(pl.col("n_copies") == 1)
-    multi = df.filter(pl.col("n_copies") > 1)
-    if multi.height:
-        multi = multi.with_columns(_content_hash(multi))
-        keys = [M.revision, M.edited_at, M.retrieved_at, _HASH, M.source_uri, M.source_record]
-        desc = [True, True, True, True, False, False]
-        multi = (multi.sort([M.message_id, *keys], descending=[False, *desc], nulls_last=True)
-                 .unique(subset=[M.message_id], keep="first", maintain_order=True)
-                 .drop(_HASH))
-    out = pl.concat([single, multi], how="vertical").sort(M.message_id)
-    by_platform = (df.group_by(M.platform).agg(pl.len().alias("n"), pl.col(M.message_id).n_unique().alias("u"))
-                   .with_columns((pl.col("n") - pl.col("u")).alias("collapsed")).sort(M.platform))
-    stats = {
-        "rows_in": df.height,
-        "rows_out": out.height,
-        "collapsed": df.height - out.height,
-        "dropped": {"duplicate_copy": df.height - out.height},
-        "messages_with_copies": int(out.filter(pl.col("n_copies") > 1).height),
-        "collapsed_by_platform": {r[M.platform]: r["collapsed"] for r in by_platform.iter_rows(named=True)
+    df = raw.with_columns(nw.len().over(M.message_id).cast(nw.Int32).alias(N_COPIES))
+    df = with_content_hash(df, engine, where=nw.col(N_COPIES) > 1)
+    return engine.first_by(df, [M.message_id], SURVIVOR_ORDER).drop(_HASH)
+
+
+def dedup_stats(raw: nw.LazyFrame, out: nw.LazyFrame) -> dict:
+    """The counts, computed by the engine (two aggregations; nothing collected but their rows)."""
+    from pipelines.engines import to_polars
+
+    by = to_polars(raw.group_by(M.platform).agg(nw.len().alias("n"), nw.col(M.message_id).n_unique().alias("u"))
+                   ).with_columns((pl.col("n") - pl.col("u")).alias("collapsed")).sort(M.platform)
+    kept = to_polars(out.select(nw.len().alias("rows"),
+                                (nw.col(N_COPIES) > 1).cast(nw.Int64).sum().alias("with_copies")))
+    rows_in, rows_out = int(by["n"].sum()), int(kept["rows"][0])
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "collapsed": rows_in - rows_out,
+        "dropped": {"duplicate_copy": rows_in - rows_out},
+        "messages_with_copies": int(kept["with_copies"][0] or 0),
+        "collapsed_by_platform": {r[M.platform]: int(r["collapsed"]) for r in by.iter_rows(named=True)
                                   if r["collapsed"]},
     }
-    return out, stats
 
 
-def run(ctx) -> dict:
-    """Read every source under `messages_raw/`, write `messages`; return the counts."""
-    raw = storage.read(ctx.config.table_url("messages_raw"))
-    out, stats = dedup_records(raw)
-    storage.write_table(ctx.config.table_url(RECORDS.name), out, schema=RECORDS)
+def dedup_records(raw, engine=None):
+    """A native `messages_raw` frame (Polars or Spark) in; (`messages` rows with `n_copies`, stats) out.
+
+    Polars gives a DataFrame sorted by `message_id`; Spark a cached, unordered DataFrame with
+    the same rows. Stats: ``rows_in``, ``rows_out``, ``collapsed`` (= rows_in - rows_out, the
+    ``dropped`` reason ``duplicate_copy``), ``collapsed_by_platform``, ``messages_with_copies``.
+    The result does not depend on the input row order.
+    """
+    from pipelines import engines
+
+    engine = engine or engines.of(raw)
+    raw_nw = engines.frame(raw)
+    out = dedup(raw_nw, engine)
+    return engines.built(engine, out, lambda df: dedup_stats(raw_nw, df), out.columns, [M.message_id])
+
+
+def result(stats: dict) -> StageResult:
+    """The stage's result; ``dropped`` stays a figure (deprecated alias of ``dropped_by_reason``)."""
+    figures = {k: v for k, v in stats.items() if k not in ("rows_in", "rows_out")}
+    return StageResult("dedup", stats["rows_in"], stats["rows_out"], dict(stats["dropped"]), figures=figures)
+
+
+def run(ctx, engine) -> StageResult:
+    """Read every source under `messages_raw/`, write `messages` sorted by `message_id`; return the counts."""
+    raw = engine.scan(ctx.config.table_url("messages_raw"), M)
+    with engine.held(dedup(raw, engine)) as df:
+        stats = dedup_stats(raw, df)
+        engine.write(df, ctx.config.table_url(RECORDS.name), RECORDS, order_by=[M.message_id])
     ctx.log.info("dedup: %d rows in, %d out, %d copies collapsed", stats["rows_in"], stats["rows_out"],
                  stats["collapsed"])
-    return stats
+    return result(stats)

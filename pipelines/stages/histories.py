@@ -20,41 +20,18 @@ column per position; the engine packs each row's columns into its lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import narwhals as nw
 import polars as pl
 
 from pipelines.core.checks import CheckResult
 from pipelines.core.results import StageResult
+from pipelines.core.settings import MAX_K, MAX_N, HistoryConfig  # noqa: F401 (the [histories] section; re-exported)
 from schemas import HISTORIES as H
 from schemas import TIMELINE as T
 
 # Platforms whose explicit `parent_id` links form reply trees. IRC and Diplomacy have no
 # explicit links (IRC's "nick:" addressing only gives `parent_inferred`), so they stay linear.
 TREE_PLATFORMS = ("reddit", "stackexchange", "discourse", "discord", "slack", "telegram")
-MAX_N = 10
-MAX_K = 128
-
-
-@dataclass(frozen=True)
-class HistoryConfig:
-    """Reading histories: how much an author had read (N) and how much of their own past is kept (K).
-
-    n: messages in a reading history, 1 to 10 (ancestors then siblings in reply trees, previous messages in linear threads).
-    k: the author's own previous messages kept, 0 to 128; the examples stage uses the same K for the own and interlocutor streams.
-    """
-
-    n: int = 5
-    k: int = 10
-
-    def __post_init__(self):
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= MAX_N:
-            raise ValueError(f"history n = {self.n!r}: must be an integer from 1 to {MAX_N} "
-                             "(messages in a reading history)")
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or not 0 <= self.k <= MAX_K:
-            raise ValueError(f"history k = {self.k!r}: must be an integer from 0 to {MAX_K} "
-                             "(own previous messages kept)")
 
 
 def _previous(col: str, partition: list[str], n: int, prefix: str) -> list[nw.Expr]:
@@ -160,14 +137,8 @@ def build_histories(timeline, cfg: HistoryConfig = HistoryConfig(), engine=None)
     from pipelines import engines
 
     engine = engine or engines.of(timeline)
-    with engine.held(histories(engines.frame(timeline), cfg, engine)) as df:
-        stats = histories_stats(df)
-        out = df.select(*H.names).to_native()
-        if isinstance(out, pl.LazyFrame):
-            out = out.sort(H.timeline_id, H.seq).collect()
-        else:
-            out = out.cache()
-    return out, stats
+    return engines.built(engine, histories(engines.frame(timeline), cfg, engine), histories_stats, H.names,
+                         [H.timeline_id, H.seq])
 
 
 def check_causal(histories_df: pl.DataFrame) -> CheckResult:

@@ -18,6 +18,7 @@ import pyarrow.compute
 
 from pipelines.core import storage
 from pipelines.core.progress import progress
+from pipelines.core.results import Flow, StageResult
 from pipelines.sources import Quarantined, Skipped, get_reader
 from pipelines.sources.base import expand_paths  # noqa: F401  (re-exported: where ingest reads from)
 from schemas import MESSAGES, QUARANTINE
@@ -200,8 +201,29 @@ def ingest_source(ctx, source_name: str, engine=None) -> dict:
     return {"source": src.name, **merge_summaries(per, format=src.format), "months": per}
 
 
-def run(ctx, engine) -> dict:
-    """Ingest every configured source; the stage summary has one entry per source plus totals."""
+INGEST_TOTALS = ("records", "messages", "quarantined", "skipped")
+
+
+def result_of(per: list[dict], **figures) -> StageResult:
+    """The StageResult of the ingest summaries ``per`` (one per source, or per source of a month).
+
+    One flow, ``records = messages + quarantined + skipped``: rows in are the records read, rows
+    out the message rows written, and the drops are ``quarantined`` plus each skip policy by name
+    (``join_part``, ``system_event``, …; a ``skipped`` total its reasons do not add up to breaks
+    the flow). The totals also stay figures under their own names
+    (the JSON summary has always had them), after ``figures`` (the per-source list, the format
+    and partition of a Dagster partition).
+    """
+    tot = {k: sum(int(p[k]) for p in per) for k in INGEST_TOTALS}
+    skipped: Counter = Counter()
+    for p in per:
+        skipped.update(p.get("skipped_by_reason") or {})
+    dropped = {"quarantined": tot["quarantined"], **dict(sorted(skipped.items()))}
+    flow = Flow("records", tot["records"], tot["messages"], dropped)
+    return StageResult("ingest", tot["records"], tot["messages"], dropped, figures={**figures, **tot}, flows=(flow,))
+
+
+def run(ctx, engine) -> StageResult:
+    """Ingest every configured source; the result has one summary per source (``sources``) plus totals."""
     per = [ingest_source(ctx, s.name, engine) for s in ctx.config.sources]
-    tot = {k: sum(p[k] for p in per) for k in ("records", "messages", "quarantined", "skipped")}
-    return {"sources": per, **tot}
+    return result_of(per, sources=per)

@@ -19,49 +19,16 @@ per-document Python objects and no in-memory LSH index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from pipelines.core import storage
 from pipelines.core.minhash import band_keys, signatures
+from pipelines.core.settings import NearDupConfig  # the [neardup] section, with every section in core/settings
+from pipelines.core.results import StageResult
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
-
-
-@dataclass(frozen=True)
-class NearDupConfig:
-    """The `[neardup]` config section.
-
-    num_perm: MinHash permutations (signature length).
-    bands, rows: LSH banding; bands * rows <= num_perm. With 32 x 4 a pair at Jaccard 0.5 becomes
-        a candidate with probability 0.87, at 0.6 with 0.99, at 0.3 with 0.23.
-    shingle_size: words per shingle (3: robust to reordered sentences and single-word edits in
-        short social messages).
-    min_tokens: messages with fewer words are never candidates.
-    threshold: minimum estimated Jaccard similarity of a verified pair.
-    mass_dup_authors: a cluster with at least this many distinct authors is flagged mass_dup.
-    seed: MinHash permutation seed (datasketch's default is 1).
-    """
-
-    num_perm: int = 128
-    bands: int = 32
-    rows: int = 4
-    shingle_size: int = 3
-    min_tokens: int = 8
-    threshold: float = 0.5
-    mass_dup_authors: int = 3
-    seed: int = 1
-
-    def __post_init__(self):
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
-        if self.shingle_size < 1 or self.min_tokens < 1 or self.mass_dup_authors < 2:
-            raise ValueError("shingle_size and min_tokens must be >= 1, mass_dup_authors >= 2")
 
 
 def document_text(df: pl.DataFrame) -> pl.Series:
@@ -170,12 +137,13 @@ def near_dedup(df: pl.DataFrame, cfg: NearDupConfig | None = None) -> tuple[pl.D
     return out, stats
 
 
-def run(ctx) -> dict:
-    """Read `messages_anon`, write `messages_dedup`; return the counts (see :func:`near_dedup`)."""
+def run(ctx) -> StageResult:
+    """Read `messages_anon`, write `messages_dedup`; return the counts (see :func:`near_dedup`;
+    its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``)."""
     cfg: NearDupConfig = ctx.config.section("neardup")
     df = storage.read(ctx.config.table_url(ANON.name))
     out, stats = near_dedup(df, cfg)
     storage.write_table(ctx.config.table_url(DEDUP.name), out, schema=DEDUP)
     ctx.log.info("neardup: %d rows, %d candidates, %d clusters, %d duplicates", stats["rows_in"],
                  stats["candidates"], stats["clusters"], stats["duplicates"])
-    return stats
+    return StageResult.from_summary("neardup", stats)

@@ -15,7 +15,6 @@ refuses the shards (docs/shards.md, docs/failure-model.md).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -23,7 +22,6 @@ import json
 import math
 import posixpath
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -35,6 +33,8 @@ from pipelines.core import render, storage
 from pipelines.stages import tokenizer as T
 from pipelines.core.checks import CheckResult
 from pipelines.core.progress import progress
+from pipelines.core.settings import ShardsConfig  # the [shards] section, with every section in core/settings
+from pipelines.core.results import StageResult
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import SHARD_SCHEMA_VERSION
@@ -46,49 +46,6 @@ MANIFEST = "manifest.json"
 TOKEN_DTYPE = "int32"
 # Repeated ids compress well as dictionaries; token lists do not.
 _DICT_COLUMNS = [S.self_id, S.other_id, S.thread_id, S.timeline_id, S.time_kind]
-
-
-@dataclass(frozen=True)
-class ShardsConfig:
-    """``[shards]``: how examples become token shards.
-
-    seed: the global row shuffle within each split (default 0).
-    target_file_bytes: files are cut at about this size, estimated as tokens x
-        ``bytes_per_token`` (default 128 MiB).
-    row_group_rows: rows per Parquet row group, the loader's unit of shuffling (default 512).
-    max_message_tokens: a body longer than this keeps its first ``max_message_tokens``
-        tokens (then ``</msg>``); applies to targets too (default 1024).
-    max_window_tokens: rendered window budget; the oldest context messages are left out
-        until the window fits; the target is always kept (default 2048).
-    max_stream_tokens: rendered budget of the own and of the interlocutor stream each; the
-        oldest messages are left out first (default 2048).
-    bytes_per_token: the compressed-size estimate used to cut files (default 1.5; measured
-        1.5 on the real demo corpus at a 2,000 vocabulary; tiny files run higher).
-    examples_per_batch: examples rendered at a time (bounds peak memory; default 100,000).
-    """
-
-    seed: int = 0
-    target_file_bytes: int = 128 * 2**20
-    row_group_rows: int = 512
-    max_message_tokens: int = 1024
-    max_window_tokens: int = 2048
-    max_stream_tokens: int = 2048
-    bytes_per_token: float = 1.5
-    examples_per_batch: int = 100_000
-
-    def __post_init__(self):
-        for name in ("target_file_bytes", "row_group_rows", "max_message_tokens", "max_window_tokens",
-                     "max_stream_tokens", "examples_per_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} = {getattr(self, name)} must be >= 1")
-        if self.max_window_tokens < self.max_message_tokens + render.PREFIX + render.SUFFIX:
-            raise ValueError(f"max_window_tokens = {self.max_window_tokens} must hold a whole target: at least "
-                             f"max_message_tokens + {render.PREFIX + render.SUFFIX} = "
-                             f"{self.max_message_tokens + render.PREFIX + render.SUFFIX}")
-        if self.max_stream_tokens < render.PREFIX + render.SUFFIX + 1:
-            raise ValueError(f"max_stream_tokens = {self.max_stream_tokens} is too small for any message")
-        if not self.bytes_per_token > 0:
-            raise ValueError(f"bytes_per_token = {self.bytes_per_token} must be > 0")
 
 
 # Module-level name so a test can simulate a crash mid-write by replacing it.
@@ -243,14 +200,8 @@ def config_hash(config) -> str:
     """sha256 of what decides a build's content: the sources and every stage section's
     resolved settings (defaults included). Spark tuning and the Dagster schedule are left
     out (they do not change the output), and so is any secret."""
-    from pipelines.core.config import SECTIONS
-
-    doc = {"sources": [[s.name, s.format, list(s.paths)] for s in config.sources], "sections": {}}
-    for name, target in sorted(SECTIONS.items()):
-        if not target.startswith("pipelines.") or target.startswith("pipelines.engines."):
-            continue
-        values = dataclasses.asdict(config.section(name))
-        doc["sections"][name] = {k: v for k, v in values.items() if "secret" not in k}
+    doc = {"sources": [[s.name, s.format, list(s.paths)] for s in config.sources],
+           "sections": config.content_settings()}  # pipelines/core/settings.py: content_settings
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -330,11 +281,11 @@ def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg
     return table, dropped
 
 
-def run(ctx) -> dict:
+def run(ctx) -> StageResult:
     """Build every split's shards and manifest from the examples and the tokenizer.
 
-    Returns ``rows_in`` (examples), ``rows_out`` (shard rows; no example is dropped),
-    ``dropped`` (empty), messages left out by token budgets or truncated, per-split rows,
+    Returns ``rows_in`` (examples), ``rows_out`` (shard rows; no example is dropped), no drops
+    (the figure ``dropped``, empty, is the JSON summary's older name for them), messages left out by token budgets or truncated, per-split rows,
     tokens and shard counts, and the tokens/s of rendering + writing.
     """
     cfg: ShardsConfig = ctx.config.section("shards")
@@ -372,4 +323,4 @@ def run(ctx) -> dict:
     summary["shard_tokens_per_s"] = round(total_tokens / max(t_tok + t_shards, 1e-9))
     ctx.log.info("shards: %d rows, %d tokens, %.0f tokens/s", summary["rows_out"], total_tokens,
                  summary["shard_tokens_per_s"])
-    return summary
+    return StageResult.from_summary("shards", summary)

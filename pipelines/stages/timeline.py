@@ -9,131 +9,160 @@ order_in_source, message_id): `message_id` is unique, so the order does not depe
 the order in which rows (or input files) arrive. Minute-precision sources (IRC) keep
 their file order inside a minute through `order_in_source`.
 
-The relational steps are small functions over Polars frames so the Spark engine can
-implement the same steps side by side: :func:`assign_timeline`, :func:`number_seq`,
-:func:`link_parents`, then :func:`build_timeline` composes them.
+Written once for both engines (narwhals over Polars or Spark, see pipelines/engines):
+:func:`assign_timeline`, :func:`number_seq` (the engine's ``number_rows``: Spark numbers the
+big `wall` timeline across many tasks), :func:`link_parents`, composed by :func:`timeline`;
+:func:`timeline_stats` is one aggregation by the engine.
 """
 
 from __future__ import annotations
 
+from datetime import timezone
+
+import narwhals as nw
 import polars as pl
 
-from pipelines.core import storage
 from pipelines.core.checks import CheckResult
+from pipelines.core.results import StageResult
 from schemas import DEDUP as D
 from schemas import TIMELINE as T
 
 WALL = "wall"
 ORDINAL_PREFIX = "ordinal:"
-# Internal column: the time component of the sort key (epoch microseconds or the ordinal).
-_TKEY = "_time_key"
+# Internal columns: the time component of the sort key. A timeline is all wall-clock rows or
+# all ordinal rows, so one of the two is null on every row of a timeline and the other orders it.
+_TWALL, _TORD = "_time_wall", "_time_ordinal"
 
-SORT_KEY = (_TKEY, D.platform, D.thread_id, D.order_in_source, D.message_id)
+SORT_KEY = (_TWALL, _TORD, D.platform, D.thread_id, D.order_in_source, D.message_id)
+_INTERNAL = ("_cross", "_inferred_dangling", _TWALL, _TORD)
 
 
 class TimelineError(ValueError):
     """The input violates a guarantee of `messages_dedup` (e.g. a repeated `message_id`)."""
 
 
-def timeline_id_expr() -> pl.Expr:
+def _ordinal() -> nw.Expr:
+    return nw.col(D.time_kind) == "ordinal"
+
+
+def timeline_id_expr() -> nw.Expr:
     """`wall` for wall-clock rows, `ordinal:<community>` for ordinal-only rows."""
-    return (pl.when(pl.col(D.time_kind) == "ordinal")
-            .then(pl.lit(ORDINAL_PREFIX) + pl.col(D.community))
-            .otherwise(pl.lit(WALL)))
+    return (nw.when(_ordinal()).then(nw.concat_str([nw.lit(ORDINAL_PREFIX), nw.col(D.community)]))
+            .otherwise(nw.lit(WALL)))
 
 
-def time_key_expr() -> pl.Expr:
-    """The time part of the sort key: epoch microseconds (wall) or `time_ordinal` (ordinal)."""
-    return (pl.when(pl.col(D.time_kind) == "ordinal")
-            .then(pl.col(D.time_ordinal))
-            .otherwise(pl.col(D.created_at).dt.epoch("us"))
-            .cast(pl.Int64))
+def time_key_exprs() -> list[nw.Expr]:
+    """The time part of the sort key: `created_at` (wall rows) and `time_ordinal` (ordinal rows)."""
+    return [nw.when(~_ordinal()).then(nw.col(D.created_at)).alias(_TWALL),
+            nw.when(_ordinal()).then(nw.col(D.time_ordinal).cast(nw.Int64)).alias(_TORD)]
 
 
-def assign_timeline(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Add `timeline_id` and the internal time key column."""
-    return lf.with_columns(timeline_id_expr().alias(T.timeline_id), time_key_expr().alias(_TKEY))
+def assign_timeline(frame: nw.LazyFrame) -> nw.LazyFrame:
+    """Add `timeline_id` and the internal time key columns."""
+    return frame.with_columns(timeline_id_expr().alias(T.timeline_id), *time_key_exprs())
 
 
-def number_seq(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Sort by (timeline_id, time, platform, thread, order_in_source, message_id); dense `seq` per timeline.
+def number_seq(frame: nw.LazyFrame, engine) -> nw.LazyFrame:
+    """Dense `seq` 0..n-1 per timeline in the order (time, platform, thread, order_in_source, message_id).
 
     Rows with no time at all (a wall row with null `created_at`, which readers should have
     quarantined) sort last on their timeline rather than being dropped.
     """
-    return (lf.sort([T.timeline_id, *SORT_KEY], nulls_last=True)
-            .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(T.timeline_id).alias(T.seq)))
+    return engine.number_rows(frame, T.seq, [T.timeline_id], SORT_KEY)
 
 
-def link_parents(lf: pl.LazyFrame) -> pl.LazyFrame:
+def link_parents(frame: nw.LazyFrame) -> nw.LazyFrame:
     """Resolve `parent_id` (else `parent_inferred`) to `parent_seq` on the same timeline.
 
     `parent_dangling` is true when `parent_id` names a message that is not in the corpus
     (a never-archived parent); such links are kept, not dropped. A parent found on another
     timeline (which no reader should produce) is not linked and not dangling.
     """
-    ids = lf.select(pl.col(D.message_id).alias("_pid"), pl.col(T.timeline_id).alias("_ptl"),
-                    pl.col(T.seq).alias("_pseq"))
+    ids = frame.select(nw.col(D.message_id).alias("_pid"), nw.col(T.timeline_id).alias("_ptl"),
+                       nw.col(T.seq).alias("_pseq"))
     inferred = ids.rename({"_pid": "_iid", "_ptl": "_itl", "_pseq": "_iseq"})
-    out = (lf.join(ids, left_on=D.parent_id, right_on="_pid", how="left", maintain_order="left")
-           .join(inferred, left_on=D.parent_inferred, right_on="_iid", how="left", maintain_order="left"))
-    explicit = pl.when(pl.col("_ptl") == pl.col(T.timeline_id)).then(pl.col("_pseq"))
-    implied = pl.when(pl.col("_itl") == pl.col(T.timeline_id)).then(pl.col("_iseq"))
-    return (out.with_columns(
-        pl.coalesce(explicit, implied).alias(T.parent_seq),
-        (pl.col(D.parent_id).is_not_null() & pl.col("_ptl").is_null()).alias(T.parent_dangling),
-        (pl.col("_ptl").is_not_null() & (pl.col("_ptl") != pl.col(T.timeline_id))).alias("_cross"),
-        (pl.col(D.parent_inferred).is_not_null() & pl.col("_itl").is_null()).alias("_inferred_dangling"),
-    ))
+    out = (frame.join(ids, left_on=D.parent_id, right_on="_pid", how="left")
+           .join(inferred, left_on=D.parent_inferred, right_on="_iid", how="left"))
+    explicit = nw.when(nw.col("_ptl") == nw.col(T.timeline_id)).then(nw.col("_pseq"))
+    implied = nw.when(nw.col("_itl") == nw.col(T.timeline_id)).then(nw.col("_iseq"))
+    return out.with_columns(
+        nw.coalesce(explicit, implied).alias(T.parent_seq),
+        (~nw.col(D.parent_id).is_null() & nw.col("_ptl").is_null()).alias(T.parent_dangling),
+        (~nw.col("_ptl").is_null() & (nw.col("_ptl") != nw.col(T.timeline_id))).alias("_cross"),
+        (~nw.col(D.parent_inferred).is_null() & nw.col("_itl").is_null()).alias("_inferred_dangling"),
+    ).drop("_pid", "_ptl", "_pseq", "_iid", "_itl", "_iseq", strict=False)
 
 
-def build_timeline(lf: pl.LazyFrame) -> tuple[pl.DataFrame, dict]:
-    """`messages_dedup` rows in, (`timeline` DataFrame in `schemas.TIMELINE` column order, stats) out.
+def check_unique(frame: nw.LazyFrame) -> None:
+    """Raise :class:`TimelineError` if a `message_id` repeats (the key would not be total)."""
+    from pipelines.engines import to_polars
 
-    Guarantees: one row per input row; `seq` dense 0..n-1 per timeline in key order;
-    output sorted by (timeline_id, seq). Raises :class:`TimelineError` if a `message_id`
-    repeats (the key would not be total).
-    """
-    df = link_parents(number_seq(assign_timeline(lf))).collect()
-    dups = df.filter(pl.col(D.message_id).is_duplicated())
-    if dups.height:
-        sample = dups.get_column(D.message_id).unique().sort().head(5).to_list()
-        raise TimelineError(f"messages_dedup: {dups.height} rows share a message_id (e.g. {sample}); "
+    dups = frame.group_by(D.message_id).agg(nw.len().alias("n")).filter(nw.col("n") > 1)
+    sample = to_polars(dups.sort(D.message_id).head(5))
+    if sample.height:
+        n = int(to_polars(dups.select(nw.col("n").sum()))["n"][0])
+        raise TimelineError(f"messages_dedup: {n} rows share a message_id (e.g. {sample[D.message_id].to_list()}); "
                             "record dedup must leave one row per message_id. Re-run the dedup stage.")
-    stats = timeline_stats(df)
-    return df.select(T.names), stats
 
 
-def timeline_stats(df: pl.DataFrame) -> dict:
-    """Counts over a built timeline (with its internal columns): links, dangling parents, spans."""
-    linked = df.filter(pl.col(T.parent_seq).is_not_null())
-    per_tl = (df.group_by(T.timeline_id).agg(pl.len().alias("rows"),
-                                             pl.col(D.created_at).min().alias("min"),
-                                             pl.col(D.created_at).max().alias("max"))
-              .sort(T.timeline_id))
+def timeline(dedup: nw.LazyFrame, engine) -> nw.LazyFrame:
+    """`messages_dedup` rows in; `timeline` rows (with the internal columns of :func:`timeline_stats`)
+    out, unordered. One row per input row; `seq` dense 0..n-1 per timeline in key order.
+    Raises :class:`TimelineError` if a `message_id` repeats."""
+    check_unique(dedup)
+    return link_parents(number_seq(assign_timeline(dedup), engine))
+
+
+def timeline_stats(df: nw.LazyFrame) -> dict:
+    """Counts over a built timeline (with its internal columns): links, dangling parents, spans.
+    Computed by the engine: one aggregation per timeline, nothing collected but its rows."""
+    from pipelines.engines import to_polars
+
+    linked = ~nw.col(T.parent_seq).is_null()
+    counts = {
+        "with_parent_id": ~nw.col(D.parent_id).is_null(),
+        "parent_linked": linked,
+        "parent_linked_inferred": linked & (nw.col(D.parent_id).is_null() | nw.col(T.parent_dangling)),
+        "parent_dangling": nw.col(T.parent_dangling),
+        "parent_cross_timeline": nw.col("_cross"),
+        "parent_inferred_dangling": nw.col("_inferred_dangling"),
+        # A parent at or after its child (clock skew, bad links): histories cut the chain there.
+        "parent_not_earlier": linked & (nw.col(T.parent_seq) >= nw.col(T.seq)),
+        "without_time": nw.col(_TWALL).is_null() & nw.col(_TORD).is_null(),
+    }
+    per_tl = to_polars(df.group_by(T.timeline_id).agg(
+        nw.len().alias("rows"), nw.col(D.created_at).min().alias("min"), nw.col(D.created_at).max().alias("max"),
+        *[e.cast(nw.Int64).sum().alias(k) for k, e in counts.items()])).sort(T.timeline_id)
     wall = per_tl.filter(pl.col(T.timeline_id) == WALL)
     span = None
     if wall.height and wall["min"][0] is not None:
-        span = {"min_created_at": wall["min"][0].isoformat(), "max_created_at": wall["max"][0].isoformat()}
+        iso = lambda d: (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()  # noqa: E731
+        span = {"min_created_at": iso(wall["min"][0]), "max_created_at": iso(wall["max"][0])}
+    rows = int(per_tl["rows"].sum())
     return {
-        "rows_in": df.height,
-        "rows_out": df.height,
+        "rows_in": rows,
+        "rows_out": rows,
         "timelines": per_tl.height,
         "ordinal_timelines": int(per_tl.filter(pl.col(T.timeline_id) != WALL).height),
-        "rows_by_timeline": dict(zip(per_tl[T.timeline_id].to_list(), per_tl["rows"].to_list())),
+        "rows_by_timeline": dict(zip(per_tl[T.timeline_id].to_list(), (int(v) for v in per_tl["rows"].to_list()))),
         "wall_span": span,
-        "with_parent_id": int(df[D.parent_id].is_not_null().sum()),
-        "parent_linked": linked.height,
-        "parent_linked_inferred": int(linked.filter(pl.col(D.parent_id).is_null()
-                                                    | pl.col(T.parent_dangling)).height),
-        "parent_dangling": int(df[T.parent_dangling].sum()),
-        "parent_cross_timeline": int(df["_cross"].sum()),
-        "parent_inferred_dangling": int(df["_inferred_dangling"].sum()),
-        # A parent at or after its child (clock skew, bad links): histories cut the chain there.
-        "parent_not_earlier": int(linked.filter(pl.col(T.parent_seq) >= pl.col(T.seq)).height),
-        "without_time": int(df[_TKEY].is_null().sum()),
+        **{k: int(per_tl[k].sum()) for k in counts},
         "dropped_by_reason": {},
     }
+
+
+def build_timeline(dedup, engine=None):
+    """A native `messages_dedup` frame (Polars or Spark) in; (`timeline` rows in `schemas.TIMELINE`
+    column order, stats) out, on its engine.
+
+    Polars gives a DataFrame sorted by (timeline_id, seq); Spark a cached, unordered DataFrame
+    with the same rows. Raises :class:`TimelineError` if a `message_id` repeats.
+    """
+    from pipelines import engines
+
+    engine = engine or engines.of(dedup)
+    return engines.built(engine, timeline(engines.frame(dedup), engine), timeline_stats, T.names,
+                         [T.timeline_id, T.seq])
 
 
 def check_order(timeline_df: pl.DataFrame) -> CheckResult:
@@ -141,9 +170,11 @@ def check_order(timeline_df: pl.DataFrame) -> CheckResult:
 
     Takes a `timeline` table (at least the key columns, `timeline_id`, `seq`, `time_kind`).
     """
-    df = assign_timeline(timeline_df.lazy()).collect()
-    ranked = number_seq(df.lazy().rename({T.seq: "_stored_seq"})).collect()
-    bad = ranked.filter(pl.col(T.seq) != pl.col("_stored_seq"))
+    from pipelines import engines
+
+    stored = assign_timeline(engines.frame(timeline_df).rename({T.seq: "_stored_seq"}))
+    ranked = engines.to_polars(number_seq(stored, engines.of(timeline_df)))
+    bad = ranked.filter(pl.col(T.seq) != pl.col("_stored_seq")).sort(T.timeline_id, T.seq)
     samples = bad.select(T.timeline_id, D.message_id, "_stored_seq", T.seq).head(10).rows()
     return CheckResult(
         name="timeline_order",
@@ -156,11 +187,14 @@ def check_order(timeline_df: pl.DataFrame) -> CheckResult:
     )
 
 
-def run(ctx) -> dict:
-    """Read `messages_dedup`, write `timeline`; return the counts (see :func:`timeline_stats`)."""
-    lf = storage.scan(ctx.config.table_url("messages_dedup"))
-    df, stats = build_timeline(lf)
-    storage.write_table(ctx.config.table_url("timeline"), df, schema=T)
+def run(ctx, engine) -> StageResult:
+    """Read `messages_dedup`, write `timeline` sorted by (timeline_id, seq); return the counts
+    (see :func:`timeline_stats`)."""
+    frame = timeline(engine.scan(ctx.config.table_url(D.name), D), engine)
+    with engine.held(frame) as df:
+        stats = timeline_stats(df)
+        engine.write(df, ctx.config.table_url(T.name), T, order_by=[T.timeline_id, T.seq])
     ctx.log.info("timeline: %d rows on %d timelines, %d dangling parents", stats["rows_out"],
                  stats["timelines"], stats["parent_dangling"])
-    return stats
+    figures = {k: v for k, v in stats.items() if k not in ("rows_in", "rows_out", "dropped_by_reason")}
+    return StageResult("timeline", stats["rows_in"], stats["rows_out"], figures=figures)

@@ -12,20 +12,27 @@ Special tokens come in two kinds (see docs/stages/tokenizer.md):
   user who writes ``<msg>`` literally gets ordinary text tokens;
 * text tokens (PII placeholders and ``<mention>``) are *non-special added tokens*: the
   anonymiser writes them into text and the tokenizer must turn each into one id.
+
+Written once for both engines: the train-split messages are a narwhals semi-join
+(:func:`train_split_texts`), the evenly spaced sample in `message_id` order is
+``engine.every_nth``, and only the sample is collected (:func:`training_sample`), so the same
+``tokenizer.json`` comes out of either engine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Iterable
 
 import fsspec
+import narwhals as nw
 import polars as pl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines.core import storage
+from pipelines.core.settings import TokenizerConfig  # the [tokenizer] section, with every section in core/settings
+from pipelines.core.results import StageResult
 from schemas import EXAMPLES, TIMELINE
 from schemas.placeholders import MENTION_RE, PLACEHOLDERS, PSEUDONYM_HEX, PSEUDONYM_PREFIX
 from schemas.shards import ROLE_NAMES
@@ -56,33 +63,6 @@ SPECIAL_TOKENS = (*STRUCTURAL_TOKENS, *TEXT_TOKENS)  # trained tokenizers give t
 MENTION_OR_MARKER = rf"<@{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}>|{MENTION}"
 # (`<` and `>` are literals in both Python and Rust regex; placeholders are [A-Z_] only.)
 _TEXT_TOKEN_RE = "|".join([MENTION_RE.pattern, *TEXT_TOKENS])
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    """``[tokenizer]``: how the vocabulary is made.
-
-    vocab_size: size of a trained vocabulary, special tokens included (default 32,000).
-    path: a user-supplied ``tokenizer.json`` (fsspec URL or path) used instead of training;
-        missing special tokens are appended to it.
-    min_frequency: a merge must occur this often in the training text (default 2).
-    max_training_messages: train on at most this many train-split messages, taken evenly
-        spaced in ``message_id`` order so the sample is deterministic (default 1,000,000).
-    """
-
-    vocab_size: int = 32_000
-    path: str | None = None
-    min_frequency: int = 2
-    max_training_messages: int = 1_000_000
-
-    def __post_init__(self):
-        if self.vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size = {self.vocab_size} is below the 256 byte symbols plus "
-                             f"{len(SPECIAL_TOKENS)} special tokens")
-        if self.min_frequency < 1:
-            raise ValueError(f"min_frequency = {self.min_frequency} must be >= 1")
-        if self.max_training_messages < 1:
-            raise ValueError(f"max_training_messages = {self.max_training_messages} must be >= 1")
 
 
 def mark_mentions(text: pl.Expr) -> pl.Expr:
@@ -169,24 +149,42 @@ def sha256_of(url: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def train_split_texts(timeline: pl.LazyFrame, examples: pl.LazyFrame) -> pl.LazyFrame:
-    """Messages referenced by any train example (window, own or interlocutor stream), once each."""
+def train_split_texts(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> nw.LazyFrame:
+    """Messages referenced by any train example (window, own or interlocutor stream), once each
+    (narwhals frames on either engine)."""
     E, T = EXAMPLES, TIMELINE
-    refs = [examples.filter(pl.col(E.split) == "train")
-            .select(pl.col(E.timeline_id).alias(T.timeline_id), pl.col(c).alias(T.seq)).explode(T.seq)
+    train = examples.filter(nw.col(E.split) == "train")
+    refs = [train.select(nw.col(E.timeline_id).alias(T.timeline_id), nw.col(c).alias(T.seq)).explode(T.seq)
             for c in (E.window_seqs, E.own_seqs, E.other_seqs)]
-    keys = pl.concat(refs).drop_nulls().unique()
+    keys = nw.concat(refs).filter(~nw.col(T.seq).is_null()).unique()
     return (timeline.select(T.timeline_id, T.seq, T.message_id, T.text)
             .join(keys, on=[T.timeline_id, T.seq], how="semi"))
 
 
-def run(ctx) -> dict:
+def training_sample(timeline: nw.LazyFrame, examples: nw.LazyFrame, cfg: TokenizerConfig, engine
+                    ) -> tuple[int, pl.Series]:
+    """(train-split messages, the texts trained on): at most ``cfg.max_training_messages``, evenly
+    spaced in `message_id` order (``engine.every_nth``), as :func:`training_text`. Only the sample
+    is collected: the BPE trains in this process on the same input on either engine."""
+    from pipelines.engines import to_polars
+
+    with engine.held(train_split_texts(timeline, examples).select(TIMELINE.message_id, TIMELINE.text)) as msgs:
+        rows_in = int(to_polars(msgs.select(nw.len().alias("n")))["n"][0])
+        step = max(-(-rows_in // cfg.max_training_messages), 1)  # ceil: evenly spaced, deterministic
+        sample = to_polars(engine.every_nth(msgs, [TIMELINE.message_id], step))
+    texts = sample.sort(TIMELINE.message_id).select(training_text(pl.col(TIMELINE.text).cast(pl.String)))
+    return rows_in, texts[TIMELINE.text]
+
+
+def run(ctx, engine=None) -> StageResult:
     """Train (or load) the tokenizer and write ``OUT/tokenizer.json``.
 
-    Returns ``rows_in`` (train-split messages), ``rows_out`` (messages trained on),
-    ``dropped`` by reason, the vocabulary size, the file's sha256 and where it came from.
+    Returns ``rows_in`` (train-split messages), ``rows_out`` (messages trained on), the
+    messages left out by reason (also the figure ``dropped``, the JSON summary's older name),
+    the vocabulary size, the file's sha256 and where it came from. ``engine``: the run's
+    (:func:`pipelines.engines.for_run`) by default.
     """
-    cfg: TokenizerConfig = ctx.config.section("tokenizer")
+    cfg = ctx.config.section(TokenizerConfig)
     out_url = ctx.config.table_url("tokenizer.json")
     if cfg.path:
         with fsspec.open(cfg.path, "rb") as f:
@@ -195,12 +193,11 @@ def run(ctx) -> dict:
         dropped: dict[str, int] = {}
         source = "user"
     else:
-        timeline = storage.scan(ctx.config.table_url(TIMELINE.name))
-        examples = storage.scan(ctx.config.table_url(EXAMPLES.name))
-        msgs = train_split_texts(timeline, examples).sort(TIMELINE.message_id).collect()
-        rows_in = msgs.height
-        step = -(-rows_in // cfg.max_training_messages)  # ceil: evenly spaced, deterministic
-        texts = msgs.gather_every(max(step, 1)).select(training_text(pl.col(TIMELINE.text)))[TIMELINE.text]
+        from pipelines import engines
+
+        engine = engine or engines.for_run(ctx)
+        rows_in, texts = training_sample(engine.scan(ctx.config.table_url(TIMELINE.name), TIMELINE),
+                                         engine.scan(ctx.config.table_url(EXAMPLES.name), EXAMPLES), cfg, engine)
         rows_out = texts.len()
         dropped = {"over_max_training_messages": rows_in - rows_out}
         ctx.log.info("tokenizer: training a %d BPE on %d train-split messages", cfg.vocab_size, rows_out)
@@ -208,5 +205,6 @@ def run(ctx) -> dict:
         source = "trained"
     data = tok.to_str().encode("utf-8")
     storage.write_bytes(out_url, data)
-    return {"rows_in": rows_in, "rows_out": rows_out, "dropped": dropped, "source": source,
-            "vocab_size": tok.get_vocab_size(), "sha256": hashlib.sha256(data).hexdigest(), "url": out_url}
+    return StageResult("tokenizer", rows_in, rows_out, dropped, figures={
+        "dropped": dropped, "source": source, "vocab_size": tok.get_vocab_size(),
+        "sha256": hashlib.sha256(data).hexdigest(), "url": out_url})
