@@ -76,7 +76,7 @@ MESSAGES = Table(
         Column("source_uri", pa.string(), False,
                "The file (fsspec URL or path) the record came from. From `messages_anon` on: `src:` + 16 hex "
                "of HMAC-SHA256(secret, `source_uri` U+001F uri), since file names can name people (DM exports); "
-               "`pipelines.anonymize.source_key` maps a raw path to it."),
+               "`pipelines.stages.anonymize.source_key` maps a raw path to it."),
         Column("source_record", pa.int64(), False,
                "Record number within the file (line, element or array index, 0-based)."),
     ],
