@@ -24,6 +24,7 @@ SECRET = "bench-secret-not-for-production"
 
 def _child(dumps: str, out: str, master: str, until: str | None) -> dict:
     from pipelines.core import config as cfgmod
+    from pipelines.core.settings import SparkConfig
     from pipelines.build import build
     from pipelines.core.context import RunContext
     from pipelines.engines.spark import session
@@ -33,7 +34,7 @@ def _child(dumps: str, out: str, master: str, until: str | None) -> dict:
                                           "conf": {"spark.ui.enabled": "false", "spark.driver.memory": "4g"}}}
     cfg = cfg.with_overrides(out=out, engine="spark", sections=sections)
     t0 = time.monotonic()
-    spark = session(cfg.section("spark"))
+    spark = session(cfg.section(SparkConfig))
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(1).count()
     started = time.monotonic() - t0

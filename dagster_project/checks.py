@@ -19,6 +19,7 @@ from pipelines.core import storage
 from pipelines.core.checks import CheckResult
 from pipelines.core.config import CorpusConfig
 from pipelines.core.results import StageResult
+from pipelines.core.settings import AnonymizeConfig
 
 
 def to_dagster(result: CheckResult, **extra) -> AssetCheckResult:
@@ -68,7 +69,7 @@ def no_pii_leak(config: CorpusConfig, secret: bytes) -> CheckResult:
     raw = storage.read(config.table_url("messages"))
     anon = storage.read(config.table_url("messages_anon"))
     # The stage's own [anonymize] settings, so check and stage agree on which names are mentions.
-    return scan_leaks(raw, anon, secret, cfg=config.section("anonymize"))
+    return scan_leaks(raw, anon, secret, cfg=config.section(AnonymizeConfig))
 
 
 def timeline_order(config: CorpusConfig) -> CheckResult:

@@ -332,35 +332,6 @@ def test_spark_examples_equal_polars_examples_on_the_same_inputs(builds, spark):
     assert_same_table(want, got, EXAMPLES.example_id, "pair_examples")
 
 
-def test_examples_primitives_agree_on_both_engines(spark):
-    """The engine primitives the examples stage adds (epoch_us, int_ranges, attach_lists,
-    materialize) give the same rows on Polars and Spark, nulls and empty lists included."""
-    import datetime as dt
-
-    from pipelines import engines
-    from pipelines.engines.polars import PolarsEngine
-
-    rows = pl.DataFrame({"k": ["a", "a", "b", "c"], "lo": [0, 2, 3, 1], "hi": [3, 2, 1, 2],
-                         "at": [dt.datetime(2013, 1, 1, 0, 0, 0, 1, tzinfo=dt.timezone.utc), None,
-                                dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
-                                dt.datetime(2024, 2, 29, 12, tzinfo=dt.timezone.utc)]})
-    items = pl.DataFrame({"k": ["a", "a", "a", "b", "x"], "s": [5, 1, 3, 2, 0], "g": [0.5, None, 1.5, None, 9.0]})
-
-    def run(engine, frame, its):
-        out = engine.int_ranges(engine.epoch_us(frame, "us", "at"), "r", "lo", "hi")
-        out = engine.attach_lists(out, ["k"], its, {"ss": "s", "gs": "g"}, order_by="s")
-        return engines.to_polars(engine.materialize(out)).select("k", "lo", "us", "r", "ss", "gs").sort("k", "lo")
-
-    want = run(PolarsEngine(), engines.frame(rows), engines.frame(items))
-    sf = spark.createDataFrame(rows.to_pandas(), "k string, lo bigint, hi bigint, at timestamp")
-    si = spark.createDataFrame(items.to_pandas(), "k string, s bigint, g double")
-    got = run(engines.of(sf), engines.frame(sf), engines.frame(si))
-    assert want.rows() == [("a", 0, 1356998400000001, [0, 1, 2], [1, 3, 5], [None, 1.5, 0.5]),
-                           ("a", 2, None, [], [1, 3, 5], [None, 1.5, 0.5]),
-                           ("b", 3, -1000000, [], [2], [None]), ("c", 1, 1709208000000000, [1], [], [])]
-    assert got.cast(want.schema).rows() == want.rows()
-
-
 # --------------------------------------------------------------------------- both builds, every table
 
 def test_ingest_tables_are_the_same_on_both_engines(builds):

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from pipelines.core.config import CorpusConfig
+from pipelines.core.settings import SparkConfig
 
 SECRET_ENV = "SOCIALCORPUS_SECRET"
 
@@ -28,7 +29,7 @@ class RunContext:
         """The SparkSession for this run (engine = "spark")."""
         from pipelines.engines.spark import session
 
-        return session(self.spark_config or self.config.section("spark"))
+        return session(self.spark_config or self.config.section(SparkConfig))
 
     def secret(self) -> bytes:
         """The pseudonym key: explicit value, else $SOCIALCORPUS_SECRET, else the config's demo secret.

@@ -44,9 +44,6 @@ from typing import ContextManager, Protocol, Sequence
 import narwhals as nw
 import polars as pl
 
-ENGINES = ("polars", "spark")
-
-
 class Engine(Protocol):
     """What a stage needs from an engine beyond narwhals."""
 

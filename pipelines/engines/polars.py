@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from typing import Iterator, Sequence
-
-import hashlib
 
 import narwhals as nw
 import polars as pl
@@ -31,7 +30,7 @@ class PolarsEngine:
 
     @contextmanager
     def held(self, frame: nw.LazyFrame) -> Iterator[nw.LazyFrame]:
-        yield nw.from_native(frame.to_native().collect().lazy())
+        yield self.materialize(frame)  # collected once; Polars frees it with the last reference
 
     def pack(self, frame: nw.LazyFrame, out: str, columns: Sequence[str], limit: int | None = None) -> nw.LazyFrame:
         if not columns:
@@ -75,8 +74,6 @@ class PolarsEngine:
               .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(list(partition_by)).alias(out)))
         return nw.from_native(lf)
 
-    # -- timeline primitives (add above this line)
-
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(frame.to_native().collect().lazy())
 
@@ -95,8 +92,6 @@ class PolarsEngine:
         lf = frame.to_native().join(lists, on=list(key), how="left")
         return nw.from_native(lf.with_columns(pl.col(o).fill_null(pl.lit([], dtype=pl.List(schema[v])))
                                               for o, v in values.items()))
-
-    # -- examples primitives (add above this line)
 
     def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None) -> nw.LazyFrame:
         # In-process and eager: the whole frame is one "partition", handed to ``fn`` in slices
@@ -118,4 +113,3 @@ class PolarsEngine:
             return frame
         return nw.from_native(frame.to_native().sort(list(order_by)).gather_every(step))
 
-    # -- anonymize/tokenizer primitives (add above this line)

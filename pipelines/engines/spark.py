@@ -240,8 +240,6 @@ class SparkEngine:
                 [*b.columns, pa.array(np.full(b.num_rows, pid, dtype=np.int32)), idx.to_arrow()],
                 names=[*b.schema.names, part, local])
 
-    # -- timeline primitives (add above this line)
-
     def materialize(self, frame):
         """A local checkpoint (eager): the rows are computed now and kept by the executors; the
         frame's plan is cut there, where a cached frame would carry its whole plan into every
@@ -281,8 +279,6 @@ class SparkEngine:
             df = df.withColumn(o, F.coalesce(F.col(o), F.array().cast(ArrayType(it.schema[v].dataType))))
         return nw.from_native(df)
 
-    # -- examples primitives (add above this line)
-
     def map_batches(self, frame, fn, schema: pa.Schema, batch_rows: int | None = None):
         """``mapInArrow`` with ``fn`` shipped to the executors (cloudpickle; PySpark broadcasts a
         large pickled function, e.g. one holding a lookup table); each batch ``fn`` yields is cast
@@ -312,7 +308,6 @@ class SparkEngine:
         rdd = df.orderBy(*order_by).rdd.zipWithIndex().filter(lambda r: r[1] % step == 0).map(lambda r: r[0])
         return nw.from_native(self.spark.createDataFrame(rdd, df.schema))
 
-    # -- anonymize/tokenizer primitives (add above this line)
 
 
 # --- stage dispatch -------------------------------------------------------------------------

@@ -194,7 +194,7 @@ def run(ctx, spark) -> StageResult:
 
     from pipelines.engines.spark import read_table, write_table
 
-    cfg: NearDupConfig = ctx.config.section("neardup")
+    cfg = ctx.config.section(NearDupConfig)
     df = read_table(spark, ctx.config.table_url(ANON.name), ANON)
     out, stats, cached = near_dedup(df, cfg)
     try:

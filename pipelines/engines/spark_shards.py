@@ -223,7 +223,7 @@ def run(ctx, spark) -> StageResult:
 
     from pipelines.engines.spark import read_table, spark_schema
 
-    cfg: ShardsConfig = ctx.config.section("shards")
+    cfg = ctx.config.section(ShardsConfig)
     remove_build_record(ctx.config.table_url("shards"))  # incomplete until the record is back
     tok_url = ctx.config.table_url("tokenizer.json")
     tok = TK.load(tok_url)

@@ -99,8 +99,7 @@ def dedup_records(raw, engine=None):
 
 def result(stats: dict) -> StageResult:
     """The stage's result; ``dropped`` stays a figure (deprecated alias of ``dropped_by_reason``)."""
-    figures = {k: v for k, v in stats.items() if k not in ("rows_in", "rows_out")}
-    return StageResult("dedup", stats["rows_in"], stats["rows_out"], dict(stats["dropped"]), figures=figures)
+    return StageResult.from_summary("dedup", stats)
 
 
 def run(ctx, engine) -> StageResult:

@@ -364,7 +364,7 @@ def check_split_leakage(examples_df: pl.DataFrame) -> CheckResult:
 def run(ctx, engine) -> StageResult:
     """Read `timeline` and `reading_histories`, write `pair_examples` sorted by (timeline_id,
     target_seq, other_id); return the counts."""
-    cfg, hcfg = ctx.config.section("examples"), ctx.config.section("history")
+    cfg, hcfg = ctx.config.section(ExamplesConfig), ctx.config.section(HistoryConfig)
     df, result = pair_examples(engine.scan(ctx.config.table_url(T.name), T), engine.scan(ctx.config.table_url(H.name), H),
                                cfg, hcfg, engine)
     engine.write(df, ctx.config.table_url(E.name), E, order_by=[E.timeline_id, E.target_seq, E.other_id])

@@ -160,11 +160,10 @@ def check_causal(histories_df: pl.DataFrame) -> CheckResult:
 
 def run(ctx, engine) -> StageResult:
     """Read `timeline`, write `reading_histories` sorted by (timeline_id, seq); return counts."""
-    cfg = ctx.config.section("history")
+    cfg = ctx.config.section(HistoryConfig)
     frame = histories(engine.scan(ctx.config.table_url(T.name), T), cfg, engine)
     with engine.held(frame) as df:
         stats = histories_stats(df)
         engine.write(df, ctx.config.table_url(H.name), H, order_by=[H.timeline_id, H.seq])
     ctx.log.info("histories: %d rows (N=%d, K=%d)", stats["rows_out"], cfg.n, cfg.k)
-    figures = {k: v for k, v in stats.items() if k not in ("rows_in", "rows_out", "dropped_by_reason")}
-    return StageResult("histories", stats["rows_in"], stats["rows_out"], figures={**figures, "n": cfg.n, "k": cfg.k})
+    return StageResult.from_summary("histories", {**stats, "n": cfg.n, "k": cfg.k})

@@ -140,7 +140,7 @@ def near_dedup(df: pl.DataFrame, cfg: NearDupConfig | None = None) -> tuple[pl.D
 def run(ctx) -> StageResult:
     """Read `messages_anon`, write `messages_dedup`; return the counts (see :func:`near_dedup`;
     its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``)."""
-    cfg: NearDupConfig = ctx.config.section("neardup")
+    cfg = ctx.config.section(NearDupConfig)
     df = storage.read(ctx.config.table_url(ANON.name))
     out, stats = near_dedup(df, cfg)
     storage.write_table(ctx.config.table_url(DEDUP.name), out, schema=DEDUP)

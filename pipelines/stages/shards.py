@@ -288,7 +288,7 @@ def run(ctx) -> StageResult:
     (the figure ``dropped``, empty, is the JSON summary's older name for them), messages left out by token budgets or truncated, per-split rows,
     tokens and shard counts, and the tokens/s of rendering + writing.
     """
-    cfg: ShardsConfig = ctx.config.section("shards")
+    cfg = ctx.config.section(ShardsConfig)
     remove_build_record(ctx.config.table_url("shards"))
     tok_url = ctx.config.table_url("tokenizer.json")
     tok = T.load(tok_url)

@@ -196,5 +196,4 @@ def run(ctx, engine) -> StageResult:
         engine.write(df, ctx.config.table_url(T.name), T, order_by=[T.timeline_id, T.seq])
     ctx.log.info("timeline: %d rows on %d timelines, %d dangling parents", stats["rows_out"],
                  stats["timelines"], stats["parent_dangling"])
-    figures = {k: v for k, v in stats.items() if k not in ("rows_in", "rows_out", "dropped_by_reason")}
-    return StageResult("timeline", stats["rows_in"], stats["rows_out"], figures=figures)
+    return StageResult.from_summary("timeline", stats)
