@@ -49,20 +49,15 @@ def steps_for(manifest: str, cfg, tokens: int) -> int:
     """Optimizer steps that consume about ``tokens`` tokens, from the split's mean tokens per example
     after the collate limits (window ``block_size + 1``, each stream ``history_size``)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
+    from pipelines.stages import shards as SH
     from schemas import SHARD as S
-    from trainer import data
 
-    m = data.load_manifest(manifest)
-    per = []
-    for sh in m.shards:
-        t = pq.read_table(data.local_shard(sh), columns=[S.window_tokens, S.own_tokens, S.other_tokens])
-        lens = [np.minimum(pc.list_value_length(t.column(c)).to_numpy(), lim) for c, lim in
-                ((S.window_tokens, cfg.model.block_size + 1), (S.own_tokens, cfg.model.history_size),
-                 (S.other_tokens, cfg.model.history_size))]
-        per.append(sum(lens))
-    mean = float(np.concatenate(per).mean())
+    t = SH.read_flat(manifest)  # either layout, as flat rows
+    lens = [np.minimum(pc.list_value_length(t.column(c)).to_numpy(), lim) for c, lim in
+            ((S.window_tokens, cfg.model.block_size + 1), (S.own_tokens, cfg.model.history_size),
+             (S.other_tokens, cfg.model.history_size))]
+    mean = float(sum(lens).mean())
     return max(1, math.ceil(tokens / (mean * cfg.batch_size * cfg.grad_accum)))
 
 

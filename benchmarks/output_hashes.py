@@ -71,7 +71,8 @@ def hash_tree(root: str) -> dict[str, dict[str, str]]:
     return {"bytes": raw, "content": content}
 
 
-def build_all(engine: str, tmp: str, which: tuple[str, ...] = ("demo", "real")) -> dict[str, dict[str, str]]:
+def build_all(engine: str, tmp: str, which: tuple[str, ...] = ("demo", "real"),
+              settings: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     from benchmarks._inputs import real_sources
     from pipelines.core import config as cfgmod
     from pipelines.build import build
@@ -82,12 +83,12 @@ def build_all(engine: str, tmp: str, which: tuple[str, ...] = ("demo", "real")) 
     if "demo" in which:
         dumps = os.path.join(tmp, "demo", "dumps")
         write_sample(dumps, seed=0, scale=1)
-        cfg = cfgmod.load(os.path.join(dumps, "corpus.toml")).with_overrides(engine=engine)
+        cfg = cfgmod.load(os.path.join(dumps, "corpus.toml")).with_overrides(engine=engine).with_settings(settings)
         build(RunContext(cfg, secret_value=SECRET))
         result["demo"] = hash_tree(cfg.out)
     if "real" in which:
         out = os.path.join(tmp, "real", "out")
-        cfg = cfgmod.from_dict({"out": out, "engine": engine, "sources": real_sources()}, base_dir=out)
+        cfg = cfgmod.from_dict({"out": out, "engine": engine, "sources": real_sources()}, base_dir=out).with_settings(settings)
         build(RunContext(cfg, secret_value=SECRET))
         result["real"] = hash_tree(cfg.out)
     return result
@@ -115,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", help="compare with hashes written before; exit 1 on any difference")
     p.add_argument("--by", choices=["bytes", "content"],
                    help="compare file bytes or table contents (default: bytes between two Polars builds)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a setting for both builds, as `socialcorpus build --set` (repeatable)")
     args = p.parse_args(argv)
     shutil.rmtree(args.dir, ignore_errors=True)
-    hashes = {"engine": args.engine, **build_all(args.engine, args.dir, (args.only,) if args.only else ("demo", "real"))}
+    hashes = {"engine": args.engine, **build_all(args.engine, args.dir, (args.only,) if args.only else ("demo", "real"), tuple(args.set))}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(hashes, f, indent=1, sort_keys=True)

@@ -29,11 +29,14 @@ from pipelines.core.context import RunContext
 
 
 def _dagster_type(annotation: Any) -> Any:
-    """The Dagster-config type of a model field (``X | None`` -> ``X``, ``tuple[str, ...]`` -> ``list[str]``)."""
+    """The Dagster-config type of a model field (``X | None`` -> ``X``, ``tuple[str, ...]`` -> ``list[str]``,
+    ``Literal["a", "b"]`` -> ``str``: the section model still refuses any other value)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is tuple:
         return list[typing.get_args(annotation)[0]]
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(typing.get_args(annotation)[0])
     return annotation
 
 

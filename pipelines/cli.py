@@ -73,6 +73,25 @@ def cmd_show_example(args) -> int:
     return 0
 
 
+def cmd_export_flat(args) -> int:
+    import logging
+
+    from pipelines.stages.shards import export_flat
+
+    manifests = export_flat(args.shards, args.out, log=logging.getLogger("socialcorpus.shards"))
+    summary = {"out": args.out, "schema_version": 2,
+               "splits": {k: {"rows": m["rows"], "tokens": m["tokens"], "shards": len(m["shards"]),
+                              "bytes": sum(s["bytes"] for s in m["shards"])} for k, m in manifests.items()}}
+    if args.json:
+        _print(summary)
+    else:
+        for k, v in summary["splits"].items():
+            sys.stdout.write(f"{k}: {v['rows']:,} rows, {v['tokens']:,} tokens, {v['shards']} files, "
+                             f"{v['bytes']:,} bytes\n")
+        sys.stdout.write(f"flat shards (schema version 2): {args.out}/<split>/manifest.json\n")
+    return 0
+
+
 def _default(fn, name: str):
     """A parameter's default, read from the function that uses it (so it is written once)."""
     return inspect.signature(fn).parameters[name].default
@@ -173,6 +192,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true", help="print Markdown (for docs and notes)")
     s.add_argument("--width", type=int, default=WIDTH, help="wrap message bodies at this many characters")
     s.set_defaults(func=cmd_show_example)
+
+    s = sub.add_parser("export-flat", formatter_class=_Help,
+                       help="write a flat copy (schema version 2: tokens in every row) of a build's shards")
+    s.add_argument("--shards", required=True, help="a build's shards folder: OUT/shards")
+    s.add_argument("--out", required=True, help="the folder (path or fsspec URL) for the flat copy")
+    s.add_argument("--json", action="store_true", help="print a JSON summary")
+    s.set_defaults(func=cmd_export_flat)
 
     sub.add_parser("train", help="train SociaLLM on shards (see `socialcorpus train --help`)")
     sub.add_parser("evaluate", help="evaluate a trained run (see `socialcorpus evaluate --help`)")

@@ -13,19 +13,19 @@ Three steps, each one small function, so a change of the shard format touches on
 
 from __future__ import annotations
 
-import json
-import posixpath
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipelines.core import render, storage
 from pipelines.stages import tokenizer as T
+from pipelines.stages import shards as SH
 from schemas import SHARD as S
+from schemas import SHARD_REF as R
+from schemas.shards import SHARD_REF_SCHEMA_VERSION
 from schemas.shards import ROLE_NAMES, ROLE_OTHER, ROLE_SELF
 
 WIDTH = 100
@@ -80,22 +80,12 @@ def assemble(row: Mapping[str, Any], split: str = "") -> Example:
 
 
 def _manifest(manifest_url: str) -> dict:
-    fs, path = storage.fs_and_path(manifest_url)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{manifest_url}: no manifest.json; build the shards first "
-                                f"(`socialcorpus build --config corpus.toml`)")
-    return json.loads(fs.cat_file(path))
+    return SH.read_manifest(manifest_url)
 
 
-def _shard_url(manifest_url: str, name: str) -> str:
-    base = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
-    return posixpath.join(base, name) if "://" in manifest_url else storage.join(base, name)
-
-
-def _read(url: str, **kw):
-    fs, path = storage.fs_and_path(url)
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, **kw)
+def _read(manifest_url: str, man: dict, entry: dict, **kw):
+    """One shard file of the manifest as flat rows (either layout; pipelines/stages/shards.py)."""
+    return SH.as_flat(SH.read_file(manifest_url, entry, **kw), manifest_url, man)
 
 
 def load_row(manifest_url: str, index: int | None = None, example_id: str | None = None) -> tuple[dict, str]:
@@ -111,7 +101,7 @@ def load_row(manifest_url: str, index: int | None = None, example_id: str | None
                          f"try another split's manifest.json")
     if example_id is not None:
         for s in man["shards"]:
-            t = _read(_shard_url(manifest_url, s["path"]), filters=[(S.example_id, "=", example_id)])
+            t = _read(manifest_url, man, s, filters=[(S.example_id, "=", example_id)])
             if t.num_rows:
                 return t.slice(0, 1).to_pylist()[0], split
         raise ValueError(f"{manifest_url}: no example with example_id {example_id!r} in the {split} split")
@@ -122,7 +112,7 @@ def load_row(manifest_url: str, index: int | None = None, example_id: str | None
                          f"{man['rows']} rows (0..{man['rows'] - 1})")
     for s in man["shards"]:
         if index < s["rows"]:
-            return _read(_shard_url(manifest_url, s["path"])).slice(index, 1).to_pylist()[0], split
+            return _read(manifest_url, man, s).slice(index, 1).to_pylist()[0], split
         index -= s["rows"]
     raise ValueError(f"{manifest_url}: the shards hold fewer rows than the manifest says; "
                      f"run the manifest check (`manifest_checksums_check`)")
@@ -136,13 +126,17 @@ def pick_index(manifest_url: str, max_tokens: int = 800, min_target_tokens: int 
     man = _manifest(manifest_url)
     if not man["shards"]:
         return 0
-    cols = [S.window_msg_offsets, S.own_msg_offsets, S.other_msg_offsets, S.n_tokens, S.n_target_tokens]
-    t = _read(_shard_url(manifest_url, man["shards"][0]["path"]), columns=cols).to_pydict()
+    if man.get("schema_version") == SHARD_REF_SCHEMA_VERSION:   # message counts from the references
+        cols, extra = [R.window_msgs, R.own_msgs, R.other_msgs, R.n_tokens, R.n_target_tokens], 0
+    else:                                                         # offsets: one entry more than messages
+        cols, extra = [S.window_msg_offsets, S.own_msg_offsets, S.other_msg_offsets, S.n_tokens, S.n_target_tokens], 1
+    t = SH.read_file(manifest_url, man["shards"][0], columns=cols).to_pydict()
     fallback = None
     for i, (w, o, v, n, nt) in enumerate(zip(*(t[c] for c in cols))):
-        if len(w) - 1 >= 3 and len(o) > 1 and len(v) > 1 and n <= max_tokens and nt >= min_target_tokens:
+        w, o, v = len(w) - extra, len(o) - extra, len(v) - extra
+        if w >= 3 and o > 0 and v > 0 and n <= max_tokens and nt >= min_target_tokens:
             return i
-        if fallback is None and len(w) - 1 >= 2:
+        if fallback is None and w >= 2:
             fallback = i
     return fallback or 0
 

@@ -11,6 +11,7 @@ typo is an ``AttributeError`` rather than a silently empty column::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 import pyarrow as pa
@@ -55,8 +56,8 @@ class Table:
     def column(self, name: str) -> Column:
         return self._by_name[name]
 
-    @property
-    def arrow(self) -> pa.Schema:
+    @cached_property
+    def arrow(self) -> pa.Schema:  # built once per table (a table never changes)
         return pa.schema(
             [c.field() for c in self.columns],
             metadata={"table": self.name, "schema_version": str(self.version)},

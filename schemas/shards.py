@@ -5,7 +5,11 @@ import pyarrow as pa
 from schemas.core import Column, Table
 
 # 2: + `target_labels` (the target's annotations, so evaluation can split bits per byte by them)
-SHARD_SCHEMA_VERSION = 2
+SHARD_SCHEMA_VERSION = 2          # the flat layout: every example row carries its tokens
+# 3: the reference layout: a token store (each message once) + example rows of references
+SHARD_REF_SCHEMA_VERSION = 3
+READABLE_VERSIONS = (SHARD_SCHEMA_VERSION, SHARD_REF_SCHEMA_VERSION)  # what the trainer reads
+LAYOUT_OF_VERSION = {SHARD_SCHEMA_VERSION: "flat", SHARD_REF_SCHEMA_VERSION: "reference"}
 # Written last by the shards stage in OUT/shards/ (docs/shards.md): the build finished, and
 # these are its manifests. The trainer refuses a manifest it does not list.
 BUILD_RECORD = "_BUILD_COMPLETE.json"
@@ -13,6 +17,14 @@ BUILD_RECORD = "_BUILD_COMPLETE.json"
 # Per-token / per-message role ids, relative to the example's perspective (self).
 ROLE_SELF, ROLE_OTHER, ROLE_THIRD = 0, 1, 2
 ROLE_NAMES = ("self", "other", "third")
+
+# The structural tokens the shard rendering uses (pipelines/stages/tokenizer.py trains them).
+PAD, MSG, END = "<pad>", "<msg>", "</msg>"
+ROLE_TOKENS = tuple(f"<{r}>" for r in ROLE_NAMES)  # index = ROLE_*
+MENTION = "<mention>"          # in text: a mention of a known author, before role resolution
+MENTION_ROLE_TOKENS = tuple(f"<mention:{r}>" for r in ROLE_NAMES)  # mention of self/other/third
+PREFIX = 3  # <msg> <role> <gap>
+SUFFIX = 1  # </msg>
 
 TOK = pa.list_(pa.int32())
 I8 = pa.list_(pa.int8())
@@ -52,5 +64,52 @@ SHARD = Table(
         Column("weight", pa.float32(), False, "Example weight (1.0 unless a cap down-weights it)."),
         Column("target_labels", pa.string(), True, "The target's annotations, JSON, copied from `pair_examples.labels` "
                "(Diplomacy: `sender_truthful`, `receiver_truthful`); null when it has none."),
+    ],
+)
+
+
+# -- schema version 3, the reference layout (docs/shards.md) -------------------------------------
+
+REFS = pa.list_(pa.int64())
+
+TOKEN_STORE = Table(
+    "token_store", SHARD_REF_SCHEMA_VERSION,
+    "One row per message any example of the build references, tokenised once, in (timeline_id, seq) "
+    "order: its row number across the store's files (in manifest order) is the index example rows use.",
+    [
+        Column("message_id", pa.string(), False, "The message (`timeline.message_id`)."),
+        Column("timeline_id", pa.string(), False, "Its timeline."),
+        Column("seq", pa.int64(), False, "Its position on the timeline."),
+        Column("author_code", pa.int32(), False, "Its author as a code of the build's pseudonym dictionary "
+               "(compared with an example's `self_code`/`other_code` to give the role); -1 when unknown."),
+        Column("tokens", TOK, False, "The body, tokenised once, cut to `max_message_tokens`; each mention of a "
+               "known author is the one id of `<mention>` (its role is resolved per example)."),
+        Column("mention_codes", I32, False, "Per `<mention>` id in `tokens`, in order: the code of the author it "
+               "names (-1 unknown)."),
+        Column("time", pa.int64(), False, "Epoch seconds (wall), `seq` (ordinal) or -1 (a wall message without a time)."),
+        Column("ordinal", pa.bool_(), False, "True on a timeline without a clock (Diplomacy)."),
+        Column("body_bytes", pa.int32(), False, "UTF-8 bytes of the body as tokenised (as `window_msg_bytes`)."),
+    ],
+)
+
+SHARD_REF = Table(
+    "token_examples", SHARD_REF_SCHEMA_VERSION,
+    "One row per example: the window and the two history streams as references into the token store, "
+    "with the gap token of each referenced message; roles and mention roles are applied when the loader "
+    "assembles the streams (schemas/assembly.py).",
+    [
+        *(SHARD.column(c) for c in ("example_id", "self_id", "other_id", "thread_id", "timeline_id",
+                                    "target_message_id", "time_kind")),
+        Column("self_code", pa.int32(), False, "`self_id` as a code of the store's pseudonym dictionary."),
+        Column("other_code", pa.int32(), False, "`other_id` as a code of the store's pseudonym dictionary."),
+        Column("window_msgs", REFS, False, "Window messages (store rows), time order, target last, after the "
+               "window budget."),
+        Column("window_gaps", I32, False, "Per window message: its gap token id."),
+        Column("own_msgs", REFS, False, "Own-stream messages (store rows), time order, after the stream budget."),
+        Column("own_gaps", I32, False, "Per own-stream message: its gap token id."),
+        Column("other_msgs", REFS, False, "Interlocutor-stream messages (store rows), time order, after the "
+               "stream budget."),
+        Column("other_gaps", I32, False, "Per interlocutor-stream message: its gap token id."),
+        *(SHARD.column(c) for c in ("n_tokens", "n_target_tokens", "target_bytes", "weight", "target_labels")),
     ],
 )

@@ -1,9 +1,14 @@
 """Shared fixtures. Real sample dumps are read in place from ../shared/data/real (never copied)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The loader's local copies (remote shards, memory-mapped token stores) go to a folder of this test
+# run, not the user's ~/.cache. Set before trainer.data is imported (it reads the variable once).
+os.environ.setdefault("SOCIALCORPUS_SHARD_CACHE", tempfile.mkdtemp(prefix="socialcorpus-test-cache-"))
 
 # real_sources(real): one `[[sources]]` entry per format over the real samples, shared with the benchmarks.
 from benchmarks._inputs import real_sources  # noqa: F401

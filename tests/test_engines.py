@@ -148,6 +148,8 @@ def test_number_rows_is_dense_per_group_in_key_order_nulls_last():
                  key=lambda r: (r[0], r[3]))
     assert got == [("a", 1, None, 0), ("a", 3, 9, 1), ("a", None, 8, 2),
                    ("b", 7, 5, 0), ("b", 7, 6, 1), ("c", None, None, 0)]
+    out = engines.to_polars(PolarsEngine().number_rows(_polars(), "n", [], ["k", "x"])).sort("n")
+    assert out["n"].to_list() == list(range(6)) and out["k"].to_list() == ["a", "a", "a", "b", "b", "c"]
 
 
 @pytest.mark.spark
@@ -158,6 +160,9 @@ def test_number_rows_and_epoch_us_agree_on_polars_and_spark(spark):
         "number_rows": (lambda e, f: e.number_rows(f, "n", ["k"], ["x", "z"]).select("k", "x", "z", "n"),
                         ["k", "n"]),
         "number_rows_by_text": (lambda e, f: e.number_rows(f, "n", ["k"], ["t"]).select("k", "t", "n"), ["k", "n"]),
+        # no groups: one numbering over every row (near-dup numbers its messages so)
+        "number_rows_ungrouped": (lambda e, f: e.number_rows(f, "n", [], ["k", "x", "z"]).select("k", "x", "z", "n"),
+                                  ["n"]),
     }
     for name, (op, key) in checks.items():
         want, got = _both(spark, op, key)

@@ -7,6 +7,7 @@ author handle and of the secret.
 """
 
 import json
+import os
 import re
 
 import polars as pl
@@ -41,14 +42,20 @@ def _strings(df: pl.DataFrame) -> list[str]:
 def _decoded_shards(cfg) -> list[str]:
     from tokenizers import Tokenizer
 
+    from pipelines.stages import shards as SH
+
     tok = Tokenizer.from_file(cfg.table_url("tokenizer.json"))
     texts = []
     for split in ("train", "validation", "test"):
-        manifest = json.loads(open(cfg.table_url("shards", split, "manifest.json")).read())
-        for shard in manifest["shards"]:
-            df = pl.read_parquet(cfg.table_url("shards", split, shard["path"]))
-            for col in ("window_tokens", "own_tokens", "other_tokens"):
-                texts += [tok.decode(ids, skip_special_tokens=False) for ids in df[col].to_list()]
+        url = cfg.table_url("shards", split, "manifest.json")
+        df = pl.from_arrow(SH.read_flat(url))  # the streams the loader assembles
+        for col in ("window_tokens", "own_tokens", "other_tokens"):
+            texts += [tok.decode(ids, skip_special_tokens=False) for ids in df[col].to_list()]
+    # and the token store itself, as stored (mentions not yet resolved)
+    man = json.loads(open(cfg.table_url("shards", "train", "manifest.json")).read())
+    for f in man["store"]["files"]:
+        store = SH.read_file(cfg.table_url("shards", "train", "manifest.json"), f)
+        texts += [tok.decode(ids, skip_special_tokens=False) for ids in store.column("tokens").to_pylist()]
     return texts
 
 
@@ -188,8 +195,8 @@ def test_private_chat_ids_dm_file_names_and_full_names_are_gone_past_raw(private
         assert [s for s in secrets if s in blob] == [], table
     for split in ("train", "validation", "test"):
         manifest = json.loads(open(cfg.table_url("shards", split, "manifest.json")).read())
-        for shard in manifest["shards"]:
-            blob = _everything(pl.read_parquet(cfg.table_url("shards", split, shard["path"])))
+        for shard in manifest["shards"] + manifest["store"]["files"]:  # example files and token store
+            blob = _everything(pl.read_parquet(os.path.normpath(cfg.table_url("shards", split, shard["path"]))))
             assert [s for s in secrets if s in blob] == [], (split, shard["path"])
         assert [s for s in secrets if s in json.dumps(manifest).lower()] == [], split
     for table in ANON_TABLES[:3]:

@@ -22,7 +22,10 @@ from pipelines.core import storage
 from pipelines.stages import tokenizer as T
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
+from schemas import SHARD_REF as R
 from schemas import SHARD_SCHEMA_VERSION
+from schemas import TOKEN_STORE as TS
+from schemas.shards import SHARD_REF_SCHEMA_VERSION
 from schemas import TIMELINE as TL
 from schemas.shards import ROLE_NAMES
 from test_tokenizer import _ctx, make_inputs
@@ -30,6 +33,7 @@ from test_tokenizer import _ctx, make_inputs
 SMALL = {"target_file_bytes": 20_000, "row_group_rows": 16}
 MANIFEST_KEYS = ["schema_version", "split", "tokenizer_sha256", "vocab_size", "token_dtype", "special_tokens",
                  "time_kind", "rows", "tokens", "target_tokens", "shards"]
+REF_MANIFEST_KEYS = [*MANIFEST_KEYS, "layout", "store"]
 
 
 def _build(out, real, **shards):
@@ -44,7 +48,8 @@ def built(real, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("shards"))
     timeline, examples, summary = _build(out, real)
     tok = T.load(storage.join(out, "tokenizer.json"))
-    rows = pl.concat([pl.read_parquet(storage.join(out, "shards", s, "*.parquet")) for s in SH.SPLITS])
+    # the reference layout (the default) read as flat rows: what the loader assembles
+    rows = pl.concat([pl.from_arrow(SH.read_flat(storage.join(out, "shards", s, SH.MANIFEST))) for s in SH.SPLITS])
     return out, timeline, examples, summary, tok, rows
 
 
@@ -145,8 +150,8 @@ def test_manifests_have_the_contract_shape_and_verify(built):
     for split in SH.SPLITS:
         url = storage.join(out, "shards", split, SH.MANIFEST)
         man = json.loads(open(url).read())
-        assert list(man) == MANIFEST_KEYS
-        assert man["split"] == split and man["schema_version"] == SHARD_SCHEMA_VERSION
+        assert list(man) == REF_MANIFEST_KEYS and man["layout"] == "reference"
+        assert man["split"] == split and man["schema_version"] == SHARD_REF_SCHEMA_VERSION
         assert man["token_dtype"] == "int32" and man["special_tokens"]["<pad>"] == 0
         assert man["tokenizer_sha256"] == T.sha256_of(storage.join(out, "tokenizer.json"))
         assert sum(s["rows"] for s in man["shards"]) == man["rows"]
@@ -154,16 +159,87 @@ def test_manifests_have_the_contract_shape_and_verify(built):
                    for s in man["shards"])
         res = SH.verify_manifest(url)
         assert res.passed, res.description
+        store = man["store"]
+        assert store == json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())["store"]
+        assert sum(f["rows"] for f in store["files"]) == store["rows"] and len(store["files"]) > 1
+        assert all(f["path"].startswith("../store/part-") for f in store["files"])
+    assert sorted(os.listdir(storage.join(out, "shards", SH.STORE))) == sorted(
+        f["path"].rsplit("/", 1)[1] for f in store["files"])
+
+
+def test_the_store_holds_every_referenced_message_once_and_references_name_them(built):
+    out, timeline, examples, summary, tok, rows = built
+    man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
+    store = pl.concat([pl.read_parquet(storage.join(out, "shards", "train", f["path"])) for f in man["store"]["files"]])
+    assert store[TS.message_id].n_unique() == store.height == man["store"]["rows"] <= summary["messages_tokenised"]
+    assert store.select(pl.col(TS.tokens).list.len().sum()).item() == man["store"]["tokens"]
+    assert man["store"]["tokens"] <= 1.3 * summary["message_tokens"]  # issue #14: each message stored once
+    assert summary["stored_tokens"] == man["store"]["tokens"] and summary["layout"] == "reference"
+    refs = pl.concat([pl.read_parquet(storage.join(out, "shards", s, "*.parquet")) for s in SH.SPLITS])
+    used = pl.concat([refs[c].explode() for c in (R.window_msgs, R.own_msgs, R.other_msgs)]).drop_nulls().unique()
+    assert used.len() == store.height and used.min() == 0 and used.max() == store.height - 1
+    # a reference's store row is the message the example names
+    first = refs.row(0, named=True)
+    assert store[TS.message_id][first[R.window_msgs][-1]] == first[R.target_message_id]
+    assert (store.sort(TS.timeline_id, TS.seq)[TS.message_id] == store[TS.message_id]).all()
+
+
+def test_the_flat_layout_writes_schema_version_2_and_removes_the_store(built, real, tmp_path):
+    out = str(tmp_path)
+    _build(out, real)
+    assert os.listdir(storage.join(out, "shards", SH.STORE))
+    ctx = _ctx(out, tokenizer={"vocab_size": 1000}, shards={**SMALL, "layout": "flat"})
+    summary = SH.run(ctx).summary()
+    assert not os.path.exists(storage.join(out, "shards", SH.STORE))  # no manifest names the old store
+    assert summary["stored_tokens"] == summary["shard_tokens"] > 5 * summary["message_tokens"]
+    for split in SH.SPLITS:
+        url = storage.join(out, "shards", split, SH.MANIFEST)
+        man = json.loads(open(url).read())
+        assert list(man) == MANIFEST_KEYS and man["schema_version"] == SHARD_SCHEMA_VERSION
+        assert SH.verify_manifest(url).passed
+        # the same rows as the reference layout assembles, file for file
+        ref = SH.read_flat(storage.join(built[0], "shards", split, SH.MANIFEST))
+        assert SH.read_flat(url).equals(ref)
+    # and export-flat of the reference build writes exactly these files
+    SH.export_flat(storage.join(built[0], "shards"), str(tmp_path / "exported"))
+    for split in SH.SPLITS:
+        a, b = storage.join(out, "shards", split), str(tmp_path / "exported" / split)
+        assert sorted(os.listdir(a)) == sorted(os.listdir(b))
+        for name in os.listdir(a):
+            assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name), "rb").read(), name
+
+
+def test_verify_manifest_names_a_changed_store_file_and_a_reference_past_the_store(built, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "copy")
+    shutil.copytree(storage.join(built[0], "shards"), out)
+    url = storage.join(out, "train", SH.MANIFEST)
+    man = json.loads(open(url).read())
+    victim = storage.join(out, SH.STORE, man["store"]["files"][1]["path"].rsplit("/", 1)[1])
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(victim, "wb").write(bytes(data))
+    res = SH.verify_manifest(url)
+    assert not res.passed and man["store"]["files"][1]["path"] in res.description
+    shutil.rmtree(out)
+    shutil.copytree(storage.join(built[0], "shards"), out)
+    man["store"]["rows"] = 3          # a store smaller than the references it must serve
+    open(url, "w").write(json.dumps(man))
+    res = SH.verify_manifest(url)
+    assert not res.passed and "store" in res.description
 
 
 def test_shard_file_metadata_names_schema_tokenizer_and_special_tokens(built):
     out, *_ = built
     man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
     md = pq.read_schema(storage.join(out, "shards", "train", man["shards"][0]["path"])).metadata
-    assert md[b"schema_version"] == str(SHARD_SCHEMA_VERSION).encode()
+    assert md[b"schema_version"] == str(SHARD_REF_SCHEMA_VERSION).encode() and md[b"table"] == b"token_examples"
     assert md[b"tokenizer_sha256"].decode() == man["tokenizer_sha256"]
     assert json.loads(md[b"special_tokens"]) == man["special_tokens"]
     assert md[b"time_kind"].decode() == man["time_kind"] == "mixed"
+    smd = pq.read_schema(storage.join(out, "shards", "train", man["store"]["files"][0]["path"])).metadata
+    assert smd[b"table"] == b"token_store" and smd[b"tokenizer_sha256"].decode() == man["tokenizer_sha256"]
 
 
 def test_files_have_even_token_counts(built):
@@ -180,11 +256,17 @@ def test_polars_duckdb_and_pyarrow_dataset_read_the_shards(built):
     folder = storage.join(out, "shards", "train")
     man = json.loads(open(storage.join(folder, SH.MANIFEST)).read())
     files = [storage.join(folder, s["path"]) for s in man["shards"]]
+    store = [os.path.normpath(storage.join(folder, s["path"])) for s in man["store"]["files"]]
     assert pl.scan_parquet(files).select(pl.col(S.n_tokens).sum()).collect().item() == man["tokens"]
-    got = duckdb.sql(f"select count(*), sum(len(window_tokens)) from read_parquet({files!r})").fetchall()[0]
+    assert pl.scan_parquet(store).select(pl.col(TS.tokens).list.len().sum()).collect().item() == man["store"]["tokens"]
+    got = duckdb.sql(f"select count(*), sum(len(window_msgs)) from read_parquet({files!r})").fetchall()[0]
     assert got[0] == man["rows"] and got[1] > 0
-    table = ds.dataset(files, format="parquet").to_table(columns=[S.window_tokens, S.n_target_tokens])
-    assert table.num_rows == man["rows"] and table.schema.field(S.window_tokens).type.value_type == pa.int32()
+    got = duckdb.sql(f"select count(*), sum(len(tokens)) from read_parquet({store!r})").fetchall()[0]
+    assert list(got) == [man["store"]["rows"], man["store"]["tokens"]]
+    table = ds.dataset(files, format="parquet").to_table(columns=[R.window_msgs, R.n_target_tokens])
+    assert table.num_rows == man["rows"] and table.schema.field(R.window_msgs).type.value_type == pa.int64()
+    table = ds.dataset(store, format="parquet").to_table(columns=[TS.tokens])
+    assert table.num_rows == man["store"]["rows"] and table.schema.field(TS.tokens).type.value_type == pa.int32()
 
 
 def test_hugging_face_datasets_opens_the_shards_unchanged(built, tmp_path, monkeypatch):
@@ -200,7 +282,10 @@ def test_hugging_face_datasets_opens_the_shards_unchanged(built, tmp_path, monke
     assert dset.num_rows == man["rows"]
     assert sum(dset[S.n_tokens]) == man["tokens"]
     first = pl.read_parquet(files[0]).row(0, named=True)
-    assert dset[0][S.window_tokens] == first[S.window_tokens]
+    assert dset[0][R.window_msgs] == first[R.window_msgs]
+    store = [os.path.normpath(storage.join(folder, s["path"])) for s in man["store"]["files"]]
+    sset = load_dataset("parquet", data_files=store, split="train", cache_dir=str(tmp_path / "cache"))
+    assert sset.num_rows == man["store"]["rows"] and sum(map(len, sset[TS.tokens])) == man["store"]["tokens"]
 
 
 def test_same_inputs_and_seed_give_byte_identical_shards(built, real, tmp_path):
@@ -240,13 +325,16 @@ def test_a_crash_mid_shard_leaves_the_previous_manifest_valid(real, tmp_path, mo
     assert open(url, "rb").read() != before and SH.verify_manifest(url).passed
     man = json.loads(open(url).read())
     assert sorted(os.listdir(os.path.dirname(url))) == sorted([SH.MANIFEST, *(s["path"] for s in man["shards"])])
+    assert sorted(os.listdir(storage.join(out, "shards", SH.STORE))) == sorted(
+        f["path"].rsplit("/", 1)[1] for f in man["store"]["files"])
 
 
 def test_budgets_keep_the_target_and_cut_the_oldest(built, real, tmp_path):
     out, timeline, examples, _, tok, _ = built
     ctx = _ctx(out, shards={"max_message_tokens": 8, "max_window_tokens": 40, "max_stream_tokens": 30})
     cfg = ctx.config.section("shards")
-    msgs = SH.referenced_messages(timeline.lazy(), examples)
+    from pipelines import engines
+    msgs = SH.referenced_messages(engines.frame(timeline), engines.frame(examples))
     from pipelines.core import render
     mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, [examples[E.self_id], examples[E.other_id]])
     table, dropped = SH.build_split_table(mt, tok, examples, cfg)
@@ -311,7 +399,8 @@ def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_b
         url = storage.join(out, "shards", split, SH.MANIFEST)
         assert SH.verify_manifest(url).passed
     man = json.loads(open(storage.join(out, "shards", "train", SH.MANIFEST)).read())
-    rows = pl.read_parquet(storage.join(out, "shards", "train", man["shards"][0]["path"]))
+    url = storage.join(out, "shards", "train", SH.MANIFEST)
+    rows = pl.from_arrow(SH.as_flat(SH.read_file(url, man["shards"][0]), url, man))
     assert man["time_kind"] == "mixed" and set(rows[S.time_kind]) == {"wall", "ordinal"}
     checked = 0
     for row in rows.head(400).iter_rows(named=True):
@@ -334,4 +423,4 @@ def test_real_pipeline_builds_verified_shards_that_decode_to_the_timeline(real_b
 def test_docs_hold_the_shard_schema_table():
     from pathlib import Path
     doc = (Path(__file__).resolve().parent.parent / "docs" / "shards.md").read_text()
-    assert S.markdown() in doc
+    assert S.markdown() in doc and TS.markdown() in doc and R.markdown() in doc

@@ -4,7 +4,6 @@ shows; and the ablation on a small trained model (slow)."""
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
@@ -13,7 +12,6 @@ import shutil
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
@@ -73,7 +71,7 @@ def join_report(cfg, split: str = "validation") -> dict:
     one: the perspective author's in the own stream, the interlocutor's in the interlocutor stream."""
     tok = Tokenizer.from_file(cfg.table_url("tokenizer.json"))
     sig, _ = habits(cfg)
-    rows = pq.read_table(glob.glob(cfg.table_url("shards", split, "*.parquet"))).to_pylist()
+    rows = shards_stage.read_flat(cfg.table_url("shards", split, shards_stage.MANIFEST)).to_pylist()
     out = {"own": [0, 0], "other": [0, 0], "rows": len(rows)}
     for r in rows:
         for stream, who in (("own", r[S.self_id]), ("other", r[S.other_id])):
@@ -106,7 +104,7 @@ def test_planted_words_are_not_in_the_window_where_only_a_stream_can_explain_the
     pet word: the word is nowhere earlier in the window, but in V's stream for most examples."""
     tok = Tokenizer.from_file(corpus.table_url("tokenizer.json"))
     _, pet = habits(corpus)
-    rows = pq.read_table(glob.glob(corpus.table_url("shards", "validation", "*.parquet"))).to_pylist()
+    rows = shards_stage.read_flat(corpus.table_url("shards", "validation", shards_stage.MANIFEST)).to_pylist()
     echoes = in_stream = 0
     for r in rows:
         msgs = stream_messages(tok, r[S.window_tokens], r[S.window_msg_offsets])
@@ -149,8 +147,8 @@ def planted_groups(cfg, pe: dict) -> dict[str, np.ndarray]:
     in the window), ``echo`` (the target echoes the interlocutor's pet word, not earlier in the window)."""
     tok = Tokenizer.from_file(cfg.table_url("tokenizer.json"))
     sig, pet = habits(cfg)
-    rows = pq.read_table(glob.glob(cfg.table_url("shards", "validation", "*.parquet")),
-                         columns=[S.target_message_id, S.other_id, S.window_tokens, S.window_msg_offsets]).to_pylist()
+    rows = shards_stage.read_flat(cfg.table_url("shards", "validation", shards_stage.MANIFEST)).select(
+        [S.target_message_id, S.other_id, S.window_tokens, S.window_msg_offsets]).to_pylist()
     window = {(r[S.target_message_id], r[S.other_id]): stream_messages(tok, r[S.window_tokens], r[S.window_msg_offsets])
               for r in rows}
     own, echo = (np.zeros(len(pe["self_id"]), dtype=bool) for _ in range(2))

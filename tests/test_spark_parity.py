@@ -356,7 +356,7 @@ def test_every_table_is_the_same_on_both_engines(builds, table):
 
 
 def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
-    from pipelines.stages.shards import MANIFEST, SPLITS
+    from pipelines.stages.shards import MANIFEST, SPLITS, read_flat
     from schemas import SHARD
 
     pl_out, sp_out, *_ = builds
@@ -364,13 +364,9 @@ def test_shards_hold_the_same_examples_and_tokens_per_split(builds):
     for split in SPLITS:
         tables = []
         for out in (pl_out, sp_out):
-            url = storage.join(out, "shards", split)
-            fs, path = storage.fs_and_path(url)
-            man = json.loads(fs.cat_file(f"{path}/{MANIFEST}"))
-            files = [f"{path}/{s['path']}" for s in man["shards"]]
             cols = [SHARD.example_id, SHARD.window_tokens, SHARD.own_tokens, SHARD.other_tokens]
-            tables.append(pl.concat([pl.read_parquet(f, columns=cols) for f in files]) if files
-                          else pl.DataFrame(schema={SHARD.example_id: pl.String}))
+            # the streams as the loader assembles them from the references
+            tables.append(pl.from_arrow(read_flat(storage.join(out, "shards", split, MANIFEST)).select(cols)))
         want, got = tables
         if want.height:
             assert_same_table(want, got, SHARD.example_id, f"shards/{split}")
@@ -392,47 +388,50 @@ def test_tokenizer_and_shard_files_are_byte_identical_on_both_engines(builds):
     for split in SPLITS:
         man = read(pl_out, "shards", split, MANIFEST)
         assert read(sp_out, "shards", split, MANIFEST) == man, split
-        for s in json.loads(man)["shards"]:
+        doc = json.loads(man)
+        for s in doc["shards"] + doc.get("store", {}).get("files", []):  # example files and token store
             assert read(sp_out, "shards", split, s["path"]) == read(pl_out, "shards", split, s["path"]), s["path"]
             files += 1
-    assert files >= 2
+    assert files >= 2 and "store" in doc
 
 
 # --------------------------------------------------------------------------- generated inputs
 
 def test_spark_components_equal_polars_components_on_long_chains(spark):
     """Two long chains and a star, edges in scrambled order: the same components as Polars."""
-    from pipelines.engines.spark_neardup import components
-    from pipelines.stages.neardup import components as polars_components
+    import narwhals as nw
+
+    from pipelines.engines.spark import SparkEngine
+    from pipelines.stages.neardup import components
 
     edges = [(i, i + 1) for i in range(0, 39)] + [(i, i + 1) for i in range(50, 69)] + [(80, j) for j in range(81, 86)]
     edges = [edges[(i * 17) % len(edges)] for i in range(len(edges))]  # 17 is coprime with the length
-    want = polars_components(pl.DataFrame({"u": [u for u, _ in edges], "v": [v for _, v in edges]},
-                                          schema={"u": pl.Int64, "v": pl.Int64}))
-    got = components(spark.createDataFrame([(f"n{u:03d}", f"n{v:03d}") for u, v in edges], "u string, v string"))
-    try:
-        got_pl = _to_polars(got)
-    finally:
-        got.unpersist()
+    want = components(pl.DataFrame({"u": [u for u, _ in edges], "v": [v for _, v in edges]},
+                                    schema={"u": pl.Int64, "v": pl.Int64}))
+    got = components(nw.from_native(spark.createDataFrame([(f"n{u:03d}", f"n{v:03d}") for u, v in edges],
+                                                          "u string, v string")), SparkEngine(spark))
+    got_pl = _to_polars(got.to_native())
     want_named = want.select(pl.format("n{}", pl.col("node").cast(pl.String).str.zfill(3)).alias("node"),
                              pl.format("n{}", pl.col("label").cast(pl.String).str.zfill(3)).alias("label"))
     assert want_named["label"].n_unique() == 3
     assert_same_table(want_named, got_pl, "node", "components")
 
 
-def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp_path):
-    """A subset of the real examples, small files and render batches: each task writes whole files,
-    and every file and manifest equals the Polars engine's byte for byte."""
+@pytest.mark.parametrize("layout", ["reference", "flat"])
+def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp_path, layout):
+    """A subset of the real examples, small files and render batches: every file and manifest
+    (and the token store of the reference layout) equals the Polars engine's byte for byte."""
     import shutil
 
     from pipelines.stages import shards as polars_shards
     from pipelines.core.config import from_dict
     from pipelines.core.context import RunContext
-    from pipelines.engines import spark_shards
-    from pipelines.stages.shards import MANIFEST, SPLITS
+    from pipelines.engines.spark import SparkEngine
+    from pipelines.stages.shards import MANIFEST, SPLITS, STORE
 
     pl_out, *_ = builds
-    section = {"target_file_bytes": 400_000, "examples_per_batch": 300, "row_group_rows": 64, "seed": 7}
+    section = {"target_file_bytes": 400_000, "examples_per_batch": 300, "row_group_rows": 64, "seed": 7,
+               "layout": layout}
     examples = storage.read(storage.join(pl_out, "pair_examples")).sort(EXAMPLES.example_id).gather_every(8)
     outs = {}
     for engine in ("polars", "spark"):
@@ -442,13 +441,14 @@ def test_spark_shards_cut_many_files_byte_identical_to_polars(builds, spark, tmp
         shutil.copy(storage.join(pl_out, "tokenizer.json"), out / "tokenizer.json")
         storage.write_table(str(out / "pair_examples"), examples, schema=EXAMPLES)
         ctx = RunContext(from_dict({"out": str(out), "shards": section}, base_dir=str(out)), secret_value=TEST_SECRET)
-        outs[engine] = (polars_shards.run(ctx) if engine == "polars" else spark_shards.run(ctx, spark)).summary()
+        outs[engine] = polars_shards.run(ctx, None if engine == "polars" else SparkEngine(spark)).summary()
     counts = {k: v for k, v in outs["polars"].items() if k not in _NOT_COUNTS}
     assert {k: v for k, v in outs["spark"].items() if k not in _NOT_COUNTS} == counts
     assert counts["splits"]["train"]["shards"] > 2
-    for split in SPLITS:
+    assert ((tmp_path / "polars" / "shards" / STORE / MANIFEST).parent.exists()) == (layout == "reference")
+    for split in (*SPLITS, *((STORE,) if layout == "reference" else ())):
         a, b = tmp_path / "polars" / "shards" / split, tmp_path / "spark" / "shards" / split
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir()), split
         for p in a.iterdir():
             assert (b / p.name).read_bytes() == p.read_bytes(), (split, p.name)
-        assert (a / MANIFEST).exists()
+        assert (a / MANIFEST).exists() or split == STORE

@@ -294,14 +294,14 @@ def test_sigkill_of_a_writer_is_repaired_by_the_next_run(telegram, tmp_path, mom
 
 @pytest.mark.spark
 def test_spark_shards_write_the_same_build_record_last(shard_inputs, spark, tmp_path):
-    from pipelines.engines import spark_shards
+    from pipelines.engines.spark import SparkEngine
 
     out = str(tmp_path / "spark")
     shutil.copytree(shard_inputs, out, ignore=shutil.ignore_patterns("shards", ".socialcorpus-lock*"))
     ctx = _ctx(out, tokenizer={"vocab_size": 1000}, shards=SMALL)
     SH.run(ctx)
     polars_record = json.loads(open(storage.join(out, "shards", BUILD_RECORD)).read())
-    spark_shards.run(ctx, spark)
+    SH.run(ctx, SparkEngine(spark))
     record = json.loads(open(storage.join(out, "shards", BUILD_RECORD)).read())
     assert record["engine"] == "spark" and _check_shards_invariants(out, "spark build")
     same = {k: v for k, v in record.items() if k not in ("engine", "completed_at")}

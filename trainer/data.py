@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
+import shutil
 import uuid
 from dataclasses import dataclass
 
@@ -31,13 +33,19 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas import SHARD as S
-from schemas import SHARD_SCHEMA_VERSION
-from schemas.shards import BUILD_RECORD, ROLE_THIRD
+from schemas import SHARD_REF as R
+from schemas import TOKEN_STORE as TS
+from schemas.assembly import Messages, Specials, exclusive_cumsum, flat_rows
+from schemas.shards import BUILD_RECORD, MENTION, PREFIX, READABLE_VERSIONS, ROLE_THIRD, SHARD_REF_SCHEMA_VERSION, SUFFIX
 
 CACHE = os.environ.get("SOCIALCORPUS_SHARD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "socialcorpus", "shards"))
 COLUMNS = [S.self_id, S.other_id, S.target_message_id, S.target_labels, S.window_tokens, S.window_roles,
            S.window_loss_mask, S.own_tokens, S.own_msg_offsets, S.other_tokens, S.other_msg_offsets,
            S.n_target_tokens, S.target_bytes, S.weight]
+# The reference layout (schema version 3): what the loader reads, and the flat columns it assembles.
+REF_COLUMNS = [R.self_id, R.other_id, R.target_message_id, R.target_labels, R.self_code, R.other_code,
+               R.window_msgs, R.window_gaps, R.own_msgs, R.own_gaps, R.other_msgs, R.other_gaps,
+               R.n_target_tokens, R.target_bytes, R.weight]
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,31 @@ class Manifest:
     time_kind: str
     rows: int
     shards: tuple[Shard, ...]
+    store: tuple[Shard, ...] = ()   # the token store's files (reference layout), in store order
+    store_rows: int = 0
+    store_tokens: int = 0
 
     @property
     def pad_id(self) -> int:
         return int(self.special_tokens["<pad>"])
 
+    @property
+    def layout(self) -> str:
+        return "reference" if self.schema_version == SHARD_REF_SCHEMA_VERSION else "flat"
+
     def identity(self) -> dict:
         """What a checkpoint records and later shards must match."""
         return {"schema_version": self.schema_version, "tokenizer_sha256": self.tokenizer_sha256,
                 "vocab_size": self.vocab_size}
+
+
+def _shard(root: str, s: dict) -> Shard:
+    path = s["path"]
+    url = path if "://" in path or path.startswith("/") else posixpath.normpath(f"{root}/{path}")
+    if "://" in root and "://" not in path and not path.startswith("/"):
+        proto, rest = root.split("://", 1)
+        url = f"{proto}://{posixpath.normpath(f'{rest}/{path}')}"
+    return Shard(url, int(s["rows"]), s["sha256"], tuple(int(n) for n in s["row_groups"]))
 
 
 def load_manifest(url: str) -> Manifest:
@@ -78,9 +102,10 @@ def load_manifest(url: str) -> Manifest:
     with fsspec.open(url, "rb") as f:
         raw = f.read()
     doc = json.loads(raw)
-    if doc.get("schema_version") != SHARD_SCHEMA_VERSION:
+    if doc.get("schema_version") not in READABLE_VERSIONS:
         raise ValueError(f"{url}: shard schema version {doc.get('schema_version')!r}, this trainer reads "
-                         f"{SHARD_SCHEMA_VERSION}; rebuild the shards with this version of socialcorpus")
+                         f"{' and '.join(map(str, READABLE_VERSIONS))}; rebuild the shards with this version "
+                         "of socialcorpus")
     for key in ("tokenizer_sha256", "vocab_size", "special_tokens", "shards"):
         if key not in doc:
             raise ValueError(f"{url}: manifest lacks {key!r}; rebuild the shards")
@@ -88,15 +113,18 @@ def load_manifest(url: str) -> Manifest:
         raise ValueError(f"{url}: special_tokens has no '<pad>'")
     check_build_complete(url, doc.get("split", "?"), hashlib.sha256(raw).hexdigest())
     root = url.rsplit("/", 1)[0] if "/" in url else "."
-    shards = tuple(
-        Shard(s["path"] if "://" in s["path"] or s["path"].startswith("/") else f"{root}/{s['path']}",
-              int(s["rows"]), s["sha256"], tuple(int(n) for n in s["row_groups"]))
-        for s in doc["shards"])
-    for s in shards:
+    shards = tuple(_shard(root, s) for s in doc["shards"])
+    store = doc.get("store") or {}
+    if doc["schema_version"] == SHARD_REF_SCHEMA_VERSION and not store:
+        raise ValueError(f"{url}: a schema version {SHARD_REF_SCHEMA_VERSION} manifest without its token store; "
+                         "rebuild the shards")
+    store_files = tuple(_shard(root, s) for s in store.get("files", ()))
+    for s in (*shards, *store_files):
         if sum(s.row_groups) != s.rows:
             raise ValueError(f"{url}: shard {s.url}: row groups sum to {sum(s.row_groups)}, not rows={s.rows}")
     return Manifest(url, doc.get("split", "?"), doc["schema_version"], doc["tokenizer_sha256"], int(doc["vocab_size"]),
-                    dict(doc["special_tokens"]), doc.get("time_kind", "?"), int(doc.get("rows", 0)), shards)
+                    dict(doc["special_tokens"]), doc.get("time_kind", "?"), int(doc.get("rows", 0)), shards,
+                    store_files, int(store.get("rows", 0)), int(store.get("tokens", 0)))
 
 
 def check_build_complete(url: str, split: str, manifest_sha256: str) -> None:
@@ -121,8 +149,13 @@ def check_build_complete(url: str, split: str, manifest_sha256: str) -> None:
 
 
 def check_same_data_identity(manifest: Manifest, recorded: dict) -> None:
-    """Refuse shards made with another schema version or tokenizer than ``recorded`` (a checkpoint's)."""
+    """Refuse shards made with another schema version or tokenizer than ``recorded`` (a checkpoint's).
+
+    Versions 2 (flat) and 3 (reference) give the same batches for the same examples, so either
+    may follow the other."""
     for key, value in manifest.identity().items():
+        if key == "schema_version" and value in READABLE_VERSIONS and recorded.get(key) in READABLE_VERSIONS:
+            continue
         if recorded.get(key) != value:
             raise ValueError(f"{manifest.url}: {key} is {value!r} but the run was trained with "
                              f"{recorded.get(key)!r}; use shards built with the run's tokenizer")
@@ -169,10 +202,139 @@ def local_shard(shard: Shard) -> str:
                              "the shard changed after the manifest was written: rebuild the shards")
         meta = pq.read_schema(local).metadata or {}
         version = meta.get(b"schema_version")
-        if version is not None and int(version) != SHARD_SCHEMA_VERSION:
-            raise ValueError(f"{shard.url}: file schema version {int(version)}, expected {SHARD_SCHEMA_VERSION}")
+        if version is not None and int(version) not in READABLE_VERSIONS:
+            raise ValueError(f"{shard.url}: file schema version {int(version)}, expected one of {READABLE_VERSIONS}")
         _VERIFIED.add((local, shard.sha256))
     return local
+
+
+# -- the token store (reference layout) -------------------------------------------------------
+
+_STORE_ARRAYS = ("offsets", "ids", "body_len", "author", "body_bytes", "time", "mention_pos", "mention_codes")
+
+
+def store_key(manifest: Manifest) -> str:
+    return hashlib.sha256("".join(s.sha256 for s in manifest.store).encode()).hexdigest()
+
+
+def prepare_store(manifest: Manifest) -> str:
+    """The local folder of the manifest's token store as flat numpy arrays (``.npy``, memory-mapped
+    by :func:`open_store`), made once per machine from the store files (each sha256-verified as a
+    shard is) under ``CACHE/store-<key>/``: written to a temporary folder and renamed, so a crash
+    never leaves a partial store under the final name. Memory stays at one store file."""
+    final = os.path.join(CACHE, f"store-{store_key(manifest)}")
+    if os.path.isdir(final):
+        return final
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = f"{final}.{uuid.uuid4().hex}.tmp"
+    os.makedirs(tmp)
+    try:
+        _write_store(manifest, tmp)
+    except BaseException:                # a refused file or a crash: no partial folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.rename(tmp, final)
+    except OSError:                      # another process made it first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write_store(manifest: Manifest, tmp: str) -> None:
+    """The store's arrays, written into the folder ``tmp``."""
+    n, total = manifest.store_rows, manifest.store_tokens
+    out = {k: np.lib.format.open_memmap(os.path.join(tmp, f"{k}.npy"), mode="w+", dtype=dt, shape=(shape,))
+           for k, dt, shape in (("offsets", np.int64, n + 1), ("ids", np.int32, total), ("body_len", np.int32, n),
+                                ("author", np.int32, n), ("body_bytes", np.int32, n), ("time", np.int64, n))}
+    mention_id = int(manifest.special_tokens[MENTION])
+    row, tok, pos, codes = 0, 0, [], []
+    out["offsets"][0] = 0
+    for shard in manifest.store:
+        table = pq.read_table(local_shard(shard), columns=[TS.tokens, TS.mention_codes, TS.author_code,
+                                                           TS.body_bytes, TS.time])
+        msgs = Messages.of_store(table, mention_id, with_message_ids=False)
+        k, t = table.num_rows, int(msgs.offsets[-1])
+        if row + k > n or tok + t > total:
+            raise ValueError(f"{manifest.url}: the token store's files hold more rows or tokens than its manifest says")
+        out["offsets"][row + 1: row + k + 1] = msgs.offsets[1:] + tok
+        out["ids"][tok: tok + t] = msgs.ids
+        out["body_len"][row: row + k] = msgs.body_len
+        out["author"][row: row + k] = msgs.author
+        out["body_bytes"][row: row + k] = msgs.body_bytes
+        out["time"][row: row + k] = msgs.time
+        pos.append(msgs.mention_pos + tok)
+        codes.append(msgs.mention_codes)
+        row, tok = row + k, tok + t
+    if (row, tok) != (n, total):
+        raise ValueError(f"{manifest.url}: the token store holds {row} rows / {tok} tokens, its manifest says "
+                         f"{n} / {total}")
+    for a in out.values():
+        a.flush()
+    np.save(os.path.join(tmp, "mention_pos.npy"), np.concatenate(pos) if pos else np.zeros(0, np.int64))
+    np.save(os.path.join(tmp, "mention_codes.npy"), np.concatenate(codes) if codes else np.zeros(0, np.int32))
+    del out
+
+
+def open_store(folder: str) -> Messages:
+    """A prepared token store (:func:`prepare_store`), memory-mapped: nothing is read until gathered."""
+    a = {k: np.load(os.path.join(folder, f"{k}.npy"), mmap_mode="r") for k in _STORE_ARRAYS}
+    return Messages(a["offsets"], a["ids"], None, a["body_len"], a["author"], a["body_bytes"], a["time"], None,
+                    mention_pos=a["mention_pos"], mention_codes=a["mention_codes"])
+
+
+FLAT_NEEDED = [S.window_tokens, S.window_roles, S.window_loss_mask, S.own_tokens, S.own_msg_offsets,
+               S.other_tokens, S.other_msg_offsets]
+
+
+SKIPPED = {"own": "_own_skipped", "other": "_other_skipped"}  # messages left out before a stream's kept tail
+
+
+def _keep_tail(rows: pa.Table, msgs_col: str, gaps_col: str, store: Messages, limit: int) -> tuple[pa.Table, np.ndarray]:
+    """``rows`` with each example's references in ``msgs_col``/``gaps_col`` cut to the messages
+    that reach into the stream's last ``limit`` rendered tokens (what :func:`collate` keeps), and
+    the number of messages left out per example."""
+    arr = rows.column(msgs_col).combine_chunks()
+    off = arr.offsets.to_numpy().astype(np.int64)
+    m = arr.values.to_numpy(zero_copy_only=False)[off[0]:off[-1]]
+    off = off - off[0]
+    lens = np.diff(off)
+    row = np.repeat(np.arange(len(lens)), lens)
+    L = np.asarray(store.body_len[m], dtype=np.int64) + PREFIX + SUFFIX
+    csum = np.cumsum(L)
+    after = (csum[off[1:] - 1][row] - csum) if len(m) else L     # tokens of the row's later messages
+    keep = after < limit
+    skipped = lens - np.bincount(row[keep], minlength=len(lens))
+    if keep.all():
+        return rows, skipped
+    new_off = pa.array(exclusive_cumsum(lens - skipped).astype(np.int32))
+    g = rows.column(gaps_col).combine_chunks()
+    goff = g.offsets.to_numpy()
+    gv = g.values.to_numpy(zero_copy_only=False)[goff[0]:goff[-1]]
+    for name, values, typ in ((msgs_col, m[keep], pa.int64()), (gaps_col, gv[keep], pa.int32())):
+        i = rows.schema.get_field_index(name)
+        rows = rows.set_column(i, rows.schema.field(i), pa.ListArray.from_arrays(new_off, pa.array(values, typ)))
+    return rows, skipped
+
+
+def assemble(rows: pa.Table, store: Messages, specials: Specials, block_size: int | None = None,
+             history_size: int | None = None) -> pa.Table:
+    """Reference rows -> the flat columns :func:`collate` reads (schemas/assembly.py).
+
+    With ``block_size``/``history_size``, only the messages that reach into what collate keeps
+    (the window's last ``block_size + 1`` tokens, each stream's last ``history_size``) are
+    assembled, and the streams' left-out message counts travel in ``_own_skipped`` /
+    ``_other_skipped`` so the message indices (``*_seg``) stay those of the whole stream: the
+    batch is the same, for less work."""
+    skipped = {}
+    if block_size is not None:
+        rows, _ = _keep_tail(rows, R.window_msgs, R.window_gaps, store, block_size + 1)
+    if history_size is not None:
+        for name, msgs_col, gaps_col in (("own", R.own_msgs, R.own_gaps), ("other", R.other_msgs, R.other_gaps)):
+            rows, skipped[name] = _keep_tail(rows, msgs_col, gaps_col, store, history_size)
+    flat = flat_rows(rows, store, specials, columns=[*COLUMNS, *FLAT_NEEDED])
+    for name, n in skipped.items():
+        flat = flat.append_column(SKIPPED[name], pa.array(n.astype(np.int64)))
+    return flat
 
 
 # -- the order --------------------------------------------------------------------------------
@@ -199,6 +361,10 @@ class ShardStream(IterableDataset):
         self.rank, self.world, self.workers = rank, world_size, max(1, num_workers)
         self.start, self.shuffle, self.shuffle_block = start, shuffle, shuffle_block
         self.collate_args = dict(pad_id=manifest.pad_id, block_size=block_size, history_size=history_size, static=static)
+        self.columns = COLUMNS if manifest.layout == "flat" else REF_COLUMNS
+        # the token store is made local (and verified) once, here; each worker maps it
+        self.store_dir = prepare_store(manifest) if manifest.layout == "reference" else None
+        self._store = None
         n_slots = self.world * self.workers
         self.slots = slot_units(manifest, seed, epoch, n_slots, shuffle)
         # slot of (rank r, worker w) = r + world * w: round robin over ranks first
@@ -217,6 +383,13 @@ class ShardStream(IterableDataset):
         """Batches this rank yields in this epoch, counting from ``start``."""
         return max(0, sum(self.per_slot) - self.start)
 
+    def _assemble(self, rows: pa.Table) -> pa.Table:
+        """Reference rows as the flat rows collate reads (the store mapped at first use, per worker)."""
+        if self._store is None:
+            self._store = (open_store(self.store_dir), Specials.of(self.m.special_tokens))
+        return assemble(rows, *self._store, block_size=self.collate_args["block_size"],
+                        history_size=self.collate_args["history_size"])
+
     def _slot_rows(self, w: int, first_batch: int):
         """Yield row-batches (pyarrow Tables of ``batch_size`` rows) of slot ``w`` from ``first_batch``."""
         units, B = self.my_slots[w], self.batch_size
@@ -233,14 +406,17 @@ class ShardStream(IterableDataset):
             for f, g, _ in block:
                 if f not in files:
                     files[f] = pq.ParquetFile(local_shard(self.m.shards[f]))
-                tables.append(files[f].read_row_group(g, columns=COLUMNS))
+                tables.append(files[f].read_row_group(g, columns=self.columns))
             table = pa.concat_tables(tables)
             if self.shuffle:
                 slot_id = self.rank + self.world * w
                 order = np.random.default_rng([self.seed, self.epoch, slot_id, b0]).permutation(n)
                 table = table.take(order)
             lo = max(0, skip - pos)
-            pending.append(table.slice(lo, max(0, min(n, limit - pos) - lo)))
+            table = table.slice(lo, max(0, min(n, limit - pos) - lo))
+            if self.store_dir is not None:               # reference rows: assembled once per block
+                table = self._assemble(table)
+            pending.append(table)
             pos += n
             have = sum(t.num_rows for t in pending)
             while have >= B:
@@ -295,8 +471,12 @@ def _list(table: pa.Table, name: str):
     return arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()
 
 
-def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id: int, static: bool):
-    """A history stream -> tokens (B, H) and message index per token (B, H), -1 on padding."""
+def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id: int, static: bool,
+            skipped: str | None = None):
+    """A history stream -> tokens (B, H) and message index per token (B, H), -1 on padding.
+
+    ``skipped`` names a column of messages left out before the row's stream (:func:`assemble`):
+    they count in the message index."""
     values, offsets = _list(table, tokens)
     starts, st_off = _list(table, msg_offsets)
     lens = np.diff(offsets)
@@ -306,6 +486,8 @@ def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id
     np.add.at(marks, offsets[:-1][row[is_start]] + starts[is_start], 1)
     per_row = np.bincount(row[is_start], minlength=len(lens))
     seg = np.cumsum(marks) - 1 - np.repeat(np.cumsum(per_row) - per_row, lens)  # index within the row
+    if skipped is not None and skipped in table.column_names:
+        seg = seg + np.repeat(table.column(skipped).to_numpy(), lens)
     width = max_len if static else None
     tok, _ = _pad_last(values.astype(np.int64), offsets, max_len, pad_id, width)
     seg, _ = _pad_last(seg.astype(np.int64), offsets, max_len, -1, width)
@@ -331,8 +513,9 @@ def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, 
     idx, targets = win[:, :-1], np.where(mask[:, 1:], win[:, 1:], -1)   # predict token t+1 from tokens <= t
     n_target = (targets >= 0).sum(1)
     first = np.argmax(mask, axis=1)                                      # first loss position: the target's body
-    own, own_seg = _stream(rows, S.own_tokens, S.own_msg_offsets, history_size, pad_id, static)
-    other, other_seg = _stream(rows, S.other_tokens, S.other_msg_offsets, history_size, pad_id, static)
+    own, own_seg = _stream(rows, S.own_tokens, S.own_msg_offsets, history_size, pad_id, static, SKIPPED["own"])
+    other, other_seg = _stream(rows, S.other_tokens, S.other_msg_offsets, history_size, pad_id, static,
+                               SKIPPED["other"])
     n_tt = rows.column(S.n_target_tokens).to_numpy()
     return {
         "idx": torch.from_numpy(np.ascontiguousarray(idx)), "targets": torch.from_numpy(targets),

@@ -25,11 +25,12 @@ from pipelines.core.progress import progress
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
 from schemas import TIMELINE as TL
-from schemas.shards import ROLE_OTHER, ROLE_SELF, ROLE_THIRD
+from schemas import SHARD_REF as R
+from schemas import TOKEN_STORE as TS
+from schemas.assembly import Messages, Specials, assemble, exclusive_cumsum, list_array
+from schemas.shards import PREFIX, SUFFIX
 
 ENCODE_BATCH = 50_000
-PREFIX = 3  # <msg> <role> <gap>
-SUFFIX = 1  # </msg>
 MSG_INDEX = "_msg"  # row of a message in MessageTokens
 _EX = "_ex"    # row of an example in its batch
 
@@ -56,16 +57,14 @@ class MessageTokens:
     codes: pa.Array          # the pseudonym dictionary the codes index
     truncated: int           # messages whose body was cut
 
+    def messages(self) -> Messages:
+        return Messages(self.offsets, self.ids, self.mention, self.body_len, self.author, self.body_bytes,
+                        self.time, self.message_id)
+
 
 def code_values(values, codes: pa.Array) -> np.ndarray:
     arr = pc.index_in(values.cast(pa.string()), value_set=codes)
     return pl.Series(arr, dtype=pl.Int64).fill_null(-1).to_numpy()
-
-
-def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(x) + 1, dtype=np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
 
 
 def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: int,
@@ -132,29 +131,20 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
 
 
 @dataclass
-class _Stream:
-    tokens: pa.Array
-    roles: pa.Array | None       # per token (window only)
-    loss_mask: pa.Array | None   # per token (window only)
-    msg_offsets: pa.Array
-    msg_times: pa.Array
-    msg_roles: pa.Array
-    msg_bytes: pa.Array
-    msg_ids: pa.Array
-    n_tokens: np.ndarray         # per example
-    n_target: np.ndarray | None  # per example (window only)
-    target_bytes: np.ndarray | None
-    target_msg: np.ndarray | None  # message row of each example's target
+class References:
+    """One stream of a batch of examples as references: per kept message (stream order), its
+    example ``e``, its message row ``m`` and its gap token id ``g``."""
+
+    e: np.ndarray
+    m: np.ndarray
+    g: np.ndarray
     dropped: int                 # messages left out by the token budget
 
 
-def _list(offsets: np.ndarray, values: np.ndarray, typ: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=typ))
-
-
-def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: str, gaps: str,
-              self_code: np.ndarray, other_code: np.ndarray, budget: int, window: bool) -> _Stream:
-    """Render one stream (window, own or interlocutor) of every example in ``ex``."""
+def select(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: str, gaps: str,
+           budget: int) -> References:
+    """The messages of one stream (window, own or interlocutor) of every example in ``ex`` that
+    fit ``budget`` rendered tokens (the latest ones), with their gap tokens."""
     n_ex = ex.height
     flat = (ex.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_EX), E.timeline_id, seqs,
                       # ordinal timelines have no gaps: NaN per message, the flag says which
@@ -181,95 +171,53 @@ def _assemble(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: st
     keep = from_end <= budget
     dropped = int((~keep).sum())
     if dropped:
-        e, m, gap, L = e[keep], m[keep], gap[keep], L[keep]
-        cnt = np.bincount(e, minlength=n_ex)
-        first = exclusive_cumsum(cnt)
+        e, m, gap = e[keep], m[keep], gap[keep]
 
-    author = mt.author[m]
-    role = np.where(author == self_code[e], ROLE_SELF, np.where(author == other_code[e], ROLE_OTHER, ROLE_THIRD))
-    role_tok = np.array([ids[t] for t in T.ROLE_TOKENS], np.int32)
     gap_tok = np.array([ids[t] for t, _ in T.GAP_BUCKETS], np.int32)
     bounds = np.array([b for _, b in T.GAP_BUCKETS[:-1]])
     g = np.where(mt.ordinal[m], ids[T.GAP_ORDINAL],
                  np.where(np.isnan(gap), ids[T.GAP_NONE],
-                          gap_tok[np.searchsorted(bounds, np.nan_to_num(gap), side="right")]))
+                          gap_tok[np.searchsorted(bounds, np.nan_to_num(gap), side="right")])).astype(np.int32)
+    return References(e.astype(np.int64), m, g, dropped)
 
-    total = int(L.sum())
-    start = exclusive_cumsum(L)[:-1]            # where each rendered message starts
-    out = np.empty(total, dtype=np.int32)
-    out[start] = ids[T.MSG]
-    out[start + 1] = role_tok[role]
-    out[start + 2] = g
-    out[start + L - 1] = ids[T.END]
-    blen = L - PREFIX - SUFFIX
-    nb = int(blen.sum())
-    bstart = exclusive_cumsum(blen)[:-1]
-    dest = np.repeat(start + PREFIX - bstart, blen) + np.arange(nb)
-    src = dest + np.repeat(mt.offsets[m] - (start + PREFIX), blen)
-    out[dest] = mt.ids[src]
-    # Mentions become role-relative for this example: a substitution on gathered ids.
-    is_m = np.nonzero(out[dest] == ids[T.MENTION])[0]
-    if len(is_m):
-        mcode = mt.mention[src[is_m]]
-        me = e[np.searchsorted(bstart, is_m, side="right") - 1]  # example of each mention
-        mrole = np.where(mcode == self_code[me], ROLE_SELF, np.where(mcode == other_code[me], ROLE_OTHER, ROLE_THIRD))
-        out[dest[is_m]] = np.array([ids[t] for t in T.MENTION_ROLE_TOKENS], np.int32)[mrole]
 
-    ex_tokens = np.bincount(e, weights=L, minlength=n_ex).astype(np.int64)
-    tok_off = exclusive_cumsum(ex_tokens)
-    # Message offsets relative to the example, with the example's total appended.
-    moff = np.empty(len(m) + n_ex, dtype=np.int64)
-    moff[np.arange(len(m)) + e] = start - tok_off[e]
-    moff[first[1:] + np.arange(n_ex)] = ex_tokens
-    moff_off = first + np.arange(n_ex + 1)
+def _codes(mt: MessageTokens, ex: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return code_values(ex[E.self_id].to_arrow(), mt.codes), code_values(ex[E.other_id].to_arrow(), mt.codes)
 
-    roles = mask = n_target = tbytes = tmsg = None
-    if window:
-        if (cnt == 0).any():
-            bad = int(np.nonzero(cnt == 0)[0][0])
-            raise ValueError(f"pair_examples row {ex[E.example_id][bad]!r}: empty window (the target must be last)")
-        roles = _list(tok_off, np.repeat(role, L).astype(np.int8), pa.int8())
-        is_last = np.zeros(len(m), bool)
-        is_last[first[1:] - 1] = True
-        mk = np.repeat(is_last, L).astype(np.int8)
-        for k in range(PREFIX):
-            mk[start[is_last] + k] = 0
-        mask = _list(tok_off, mk, pa.int8())
-        tmsg = m[is_last]
-        n_target = blen[is_last] + SUFFIX
-        tbytes = mt.body_bytes[tmsg]
-    return _Stream(
-        tokens=_list(tok_off, out, pa.int32()), roles=roles, loss_mask=mask,
-        msg_offsets=_list(moff_off, moff, pa.int32()),
-        msg_times=_list(first, mt.time[m], pa.int64()),
-        msg_roles=_list(first, role.astype(np.int8), pa.int8()),
-        msg_bytes=_list(first, mt.body_bytes[m], pa.int32()),
-        msg_ids=pa.ListArray.from_arrays(pa.array(first.astype(np.int32)), mt.message_id.take(pa.array(m))),
-        n_tokens=ex_tokens, n_target=n_target, target_bytes=tbytes, target_msg=tmsg, dropped=dropped)
+
+def _select_all(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, max_window_tokens: int,
+                max_stream_tokens: int) -> dict[str, References]:
+    return {"window": select(mt, ids, ex, E.window_seqs, E.window_gaps, max_window_tokens),
+            "own": select(mt, ids, ex, E.own_seqs, E.own_gaps, max_stream_tokens),
+            "other": select(mt, ids, ex, E.other_seqs, E.other_gaps, max_stream_tokens)}
+
+
+def _example_columns(ex: pl.DataFrame, ordinal_target: np.ndarray) -> dict:
+    return {S.example_id: ex[E.example_id].to_arrow(), S.self_id: ex[E.self_id].to_arrow(),
+            S.other_id: ex[E.other_id].to_arrow(), S.thread_id: ex[E.thread_id].to_arrow(),
+            S.timeline_id: ex[E.timeline_id].to_arrow(), S.target_message_id: ex[E.target_message_id].to_arrow(),
+            S.time_kind: pa.array(np.where(ordinal_target, "ordinal", "wall"))}
 
 
 def render_examples(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_window_tokens: int,
                     max_stream_tokens: int) -> tuple[pa.Table, dict[str, int]]:
-    """Shard rows (``schemas.SHARD``) for the ``pair_examples`` rows ``ex``, in ``ex`` order.
+    """Flat shard rows (``schemas.SHARD``) for the ``pair_examples`` rows ``ex``, in ``ex`` order.
 
     Out: the table and counts of messages left out by the token budgets, per stream.
     Guaranteed: decoding a row's window tokens gives the messages in order with their
     roles; the loss mask is 1 exactly on the target's body and ``</msg>``.
     """
     ids = T.special_token_ids(tok)
-    self_code = code_values(ex[E.self_id].to_arrow(), mt.codes)
-    other_code = code_values(ex[E.other_id].to_arrow(), mt.codes)
-    w = _assemble(mt, ids, ex, E.window_seqs, E.window_gaps, self_code, other_code, max_window_tokens, True)
-    o = _assemble(mt, ids, ex, E.own_seqs, E.own_gaps, self_code, other_code, max_stream_tokens, False)
-    v = _assemble(mt, ids, ex, E.other_seqs, E.other_gaps, self_code, other_code, max_stream_tokens, False)
+    sp = Specials.of(ids)
+    self_code, other_code = _codes(mt, ex)
+    refs = _select_all(mt, ids, ex, max_window_tokens, max_stream_tokens)
+    msgs = mt.messages()
+    st = {k: assemble(msgs, sp, r.e, r.m, r.g, ex.height, self_code, other_code, window=k == "window",
+                      example_ids=ex[E.example_id])
+          for k, r in refs.items()}
+    w, o, v = st["window"], st["own"], st["other"]
     cols = {
-        S.example_id: ex[E.example_id].to_arrow(),
-        S.self_id: ex[E.self_id].to_arrow(),
-        S.other_id: ex[E.other_id].to_arrow(),
-        S.thread_id: ex[E.thread_id].to_arrow(),
-        S.timeline_id: ex[E.timeline_id].to_arrow(),
-        S.target_message_id: ex[E.target_message_id].to_arrow(),
-        S.time_kind: pa.array(np.where(mt.ordinal[w.target_msg], "ordinal", "wall")),
+        **_example_columns(ex, mt.ordinal[w.target_msg]),
         S.window_tokens: w.tokens, S.window_roles: w.roles, S.window_loss_mask: w.loss_mask,
         S.window_msg_offsets: w.msg_offsets, S.window_msg_times: w.msg_times,
         S.window_msg_bytes: w.msg_bytes, S.window_msg_ids: w.msg_ids,
@@ -284,4 +232,60 @@ def render_examples(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_
         S.target_labels: ex[E.labels].to_arrow(),
     }
     table = S.conform(pa.table(cols))
-    return table, {"window": w.dropped, "own": o.dropped, "other": v.dropped}
+    return table, {k: r.dropped for k, r in refs.items()}
+
+
+def reference_rows(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_window_tokens: int,
+                   max_stream_tokens: int) -> tuple[pa.Table, dict[str, int]]:
+    """Reference-layout rows (``schemas.SHARD_REF``) for ``ex``, in ``ex`` order; message rows of
+    ``mt`` are the store rows. Assembled (schemas/assembly.py ``flat_rows``) against the store
+    written from ``mt``, they are exactly :func:`render_examples`' rows. Out as there."""
+    ids = T.special_token_ids(tok)
+    self_code, other_code = _codes(mt, ex)
+    refs = _select_all(mt, ids, ex, max_window_tokens, max_stream_tokens)
+    n = ex.height
+    n_tokens = np.zeros(n, np.int64)
+    for r in refs.values():
+        n_tokens += np.bincount(r.e, weights=mt.body_len[r.m] + PREFIX + SUFFIX, minlength=n).astype(np.int64)
+    w = refs["window"]
+    cnt = np.bincount(w.e, minlength=n)
+    if (cnt == 0).any():
+        bad = int(np.nonzero(cnt == 0)[0][0])
+        raise ValueError(f"example {ex[E.example_id][bad]!r}: empty window (the target must be last)")
+    target = w.m[exclusive_cumsum(cnt)[1:] - 1]
+    cols = {**_example_columns(ex, mt.ordinal[target]),
+            R.self_code: pa.array(self_code.astype(np.int32)), R.other_code: pa.array(other_code.astype(np.int32))}
+    for k, r in refs.items():
+        off = exclusive_cumsum(np.bincount(r.e, minlength=n))
+        cols[f"{k}_msgs"] = list_array(off, r.m, pa.int64())
+        cols[f"{k}_gaps"] = list_array(off, r.g, pa.int32())
+    cols.update({
+        R.n_tokens: pa.array(n_tokens.astype(np.int32)),
+        R.n_target_tokens: pa.array((mt.body_len[target] + SUFFIX).astype(np.int32)),
+        R.target_bytes: pa.array(mt.body_bytes[target].astype(np.int32)),
+        R.weight: pa.array(np.ones(n, np.float32)),
+        R.target_labels: ex[E.labels].to_arrow(),
+    })
+    return R.conform(pa.table(cols)), {k: r.dropped for k, r in refs.items()}
+
+
+def store_table(mt: MessageTokens) -> pa.Table:
+    """The token store rows (``schemas.TOKEN_STORE``) of ``mt``, one per message in ``mt`` order:
+    bodies cut to their kept length, with the author code of each ``<mention>`` id."""
+    lens = mt.body_len
+    off = exclusive_cumsum(lens)
+    n = len(lens)
+    tok_msg = np.repeat(np.arange(n), lens)
+    src = np.arange(int(off[-1])) - off[tok_msg] + mt.offsets[:-1][tok_msg]
+    ids = mt.ids[src]
+    is_m = mt.mention[src] != -2
+    per_msg = np.bincount(tok_msg[is_m], minlength=n)
+    keys = mt.keys
+    return TS.conform(pa.table({
+        TS.message_id: mt.message_id, TS.timeline_id: keys[TL.timeline_id].to_arrow(),
+        TS.seq: keys[TL.seq].to_arrow(), TS.author_code: pa.array(mt.author.astype(np.int32)),
+        TS.tokens: list_array(off, ids, pa.int32()),
+        TS.mention_codes: list_array(exclusive_cumsum(per_msg), mt.mention[src][is_m].astype(np.int32), pa.int32()),
+        TS.time: pa.array(mt.time), TS.ordinal: pa.array(mt.ordinal), TS.body_bytes: pa.array(mt.body_bytes),
+    }))
+

@@ -23,7 +23,7 @@ the loader adds the file.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -263,6 +263,10 @@ class ShardsConfig(Section):
     SECTION: ClassVar[str] = "shards"
     HASH_KEY: ClassVar[str | None] = "shards"
 
+    layout: Literal["reference", "flat"] = Field("reference", description=(
+        "`reference` (schema version 3): each message's tokens once in a token store, example rows of "
+        "references the loader assembles; `flat` (schema version 2): every example row carries its tokens "
+        "(docs/shards.md)."))
     seed: int = Field(0, description="the global row shuffle within each split.")
     target_file_bytes: int = Field(128 * 2**20, ge=1, description=(
         "files are cut at about this size, estimated as tokens x `bytes_per_token` (128 MiB)."))

@@ -70,8 +70,10 @@ class PolarsEngine:
     def number_rows(self, frame: nw.LazyFrame, out: str, partition_by: Sequence[str],
                     order_by: Sequence[str]) -> nw.LazyFrame:
         keys = [*partition_by, *order_by]
-        lf = (frame.to_native().sort(keys, nulls_last=True)
-              .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(list(partition_by)).alias(out)))
+        number = pl.int_range(pl.len(), dtype=pl.Int64)
+        if partition_by:
+            number = number.over(list(partition_by))
+        lf = frame.to_native().sort(keys, nulls_last=True).with_columns(number.alias(out))
         return nw.from_native(lf)
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:

@@ -226,8 +226,15 @@ class SparkEngine:
 
         pid = TaskContext.get().partitionId()
         seen = None  # rows of each group in the earlier batches of this partition
+        done = 0     # rows of the earlier batches (no groups: one running number)
         for b in batches:
             if b.num_rows == 0:
+                continue
+            if not keys:
+                yield pa.RecordBatch.from_arrays(
+                    [*b.columns, pa.array(np.full(b.num_rows, pid, dtype=np.int32)),
+                     pa.array(np.arange(done, done + b.num_rows, dtype=np.int64))], names=[*b.schema.names, part, local])
+                done += b.num_rows
                 continue
             k = pl.from_arrow(pa.Table.from_batches([b]).select(keys))
             idx = k.select(pl.int_range(pl.len(), dtype=pl.Int64).over(keys)).to_series()
@@ -307,25 +314,3 @@ class SparkEngine:
         df = frame.to_native()
         rdd = df.orderBy(*order_by).rdd.zipWithIndex().filter(lambda r: r[1] % step == 0).map(lambda r: r[0])
         return nw.from_native(self.spark.createDataFrame(rdd, df.schema))
-
-
-
-# --- stage dispatch -------------------------------------------------------------------------
-
-# stage name -> "module:function(ctx, spark) -> summary". Stages missing here run on Polars.
-SPARK_STAGES = {
-    "neardup": "pipelines.engines.spark_neardup:run",
-    "shards": "pipelines.engines.spark_shards:run",
-}
-
-
-def has_stage(name: str) -> bool:
-    return name in SPARK_STAGES
-
-
-def run_stage(name: str, ctx):
-    """Run stage ``name``'s Spark side on the session for the config's `[spark]` section."""
-    import importlib
-
-    mod, fn = SPARK_STAGES[name].split(":")
-    return getattr(importlib.import_module(mod), fn)(ctx, ctx.spark())

@@ -30,18 +30,14 @@ class Stage:
 
     def runs_on(self, engine: str) -> bool:
         """Whether the stage really runs on ``engine`` (else it falls back to Polars)."""
-        if engine == "polars" or self.written_once():
-            return True
-        from pipelines.engines import spark
-
-        return spark.has_stage(self.name)
+        return engine == "polars" or self.written_once()
 
     def run(self, ctx) -> StageResult:
         """Run on the configured engine (chosen in one place, :func:`pipelines.engines.for_run`).
 
-        A stage written once for both engines has ``run(ctx, engine)``. A stage without a
-        Spark side runs on Polars and the result says so (``engine``), so nothing pretends to
-        have been distributed."""
+        A stage written once for both engines has ``run(ctx, engine)`` (every stage today). A
+        stage without that would run on Polars and the result would say so (``engine``), so
+        nothing pretends to have been distributed."""
         module = importlib.import_module(self.module)
         if self.written_once():
             from pipelines import engines
@@ -49,10 +45,6 @@ class Stage:
             engine = engines.for_run(ctx)
             return as_result(self.name, module.run(ctx, engine)).with_run(engine=engine.name)
         if ctx.config.engine == "spark":
-            from pipelines.engines import spark
-
-            if spark.has_stage(self.name):
-                return as_result(self.name, spark.run_stage(self.name, ctx)).with_run(engine="spark")
             ctx.log.warning("stage %s has no Spark implementation; running it on Polars", self.name)
         return as_result(self.name, module.run(ctx)).with_run(engine="polars")
 

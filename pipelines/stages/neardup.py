@@ -13,22 +13,36 @@
    message id, and stay in their threads as context. A cluster written by at least
    ``mass_dup_authors`` distinct authors is ``mass_dup`` (spam, copypasta).
 
-State is arrays (signatures n x num_perm uint32, band keys n x bands) and Polars frames; no
-per-document Python objects and no in-memory LSH index.
+One definition for both engines (narwhals over the engine's frames; pipelines/engines):
+messages are numbered by ``message_id`` (``_row``), so anchors, labels and every result are
+independent of the input order and the same on Polars and Spark. Signatures and band keys are
+computed per Arrow batch (``map_batches``: numpy, pipelines/core/minhash.py), as are the
+signature comparisons of the candidate edges; everything else is joins and group-bys. The
+uint32 signature values and uint64 band keys travel as the same bits in int32 / int64 (Spark
+has no unsigned types; equality, the only thing used, is unchanged). No per-document Python
+objects and no in-memory LSH index.
 """
 
 from __future__ import annotations
 
+import narwhals as nw
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.core import storage
+from pipelines import engines
 from pipelines.core.minhash import band_keys, signatures
 from pipelines.core.settings import NearDupConfig  # the [neardup] section, with every section in core/settings
 from pipelines.core.results import StageResult
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
+
+ROW, NTOK, SIG, KEYS = "_row", "_n_tokens", "_sig", "_band_keys"
+_MAX_ROUNDS = 100  # label propagation with pointer jumping needs O(log diameter) rounds
+SIGNATURES = pa.schema([pa.field(ROW, pa.int64()), pa.field(NTOK, pa.int32()),
+                        pa.field(SIG, pa.list_(pa.int32())), pa.field(KEYS, pa.list_(pa.int64()))])
+BANDS = pa.schema([pa.field(ROW, pa.int64()), pa.field("band", pa.int32()), pa.field("key", pa.int64())])
+VERDICTS = pa.schema([pa.field("u", pa.int64()), pa.field("v", pa.int64()), pa.field("same", pa.bool_())])
 
 
 def document_text(df: pl.DataFrame) -> pl.Series:
@@ -37,113 +51,184 @@ def document_text(df: pl.DataFrame) -> pl.Series:
                                    separator="\n").alias("doc"))["doc"]
 
 
-def signature_batch(batch: pa.RecordBatch | pa.Table, cfg: NearDupConfig) -> pa.RecordBatch:
-    """Per-record step for the engines: message_id, word count, band keys (list<uint64>) of a batch."""
-    df = pl.from_arrow(batch)
-    sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
-    keys = band_keys(sig, cfg.bands, cfg.rows)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(df[M.message_id].to_list(), pa.string()), pa.array(n_words, pa.int32()),
-         pa.FixedSizeListArray.from_arrays(pa.array(keys.reshape(-1), pa.uint64()), cfg.bands).cast(
-             pa.list_(pa.uint64()))],
-        names=[M.message_id, "n_tokens", "band_keys"])
+def _fixed(values: np.ndarray, width: int) -> pa.Array:
+    n = len(values) // width if width else 0
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32)), pa.array(values))
 
 
-def candidate_edges(keys: np.ndarray, eligible: np.ndarray) -> pl.DataFrame:
-    """LSH buckets as a group-by: (u, v) star edges, v = the smallest row of each shared bucket."""
-    n, bands = keys.shape
-    rows = np.flatnonzero(eligible)
-    table = pl.DataFrame({"row": np.repeat(rows, bands).astype(np.int64),
-                          "band": np.tile(np.arange(bands, dtype=np.int32), len(rows)),
-                          "key": keys[rows].reshape(-1)})
-    anchors = (table.group_by("band", "key").agg(pl.col("row").min().alias("anchor"), pl.len().alias("n"))
-               .filter(pl.col("n") > 1).drop("n"))
-    return (table.join(anchors, on=["band", "key"], how="inner").filter(pl.col("row") != pl.col("anchor"))
-            .select(pl.col("row").alias("u"), pl.col("anchor").alias("v")).unique().sort("u", "v"))
+def _signature_batches(cfg: NearDupConfig):
+    """map_batches: (``_row``, title, text) -> (``_row``, word count, signature, band keys), as bits."""
+
+    def run(batches):
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            df = pl.from_arrow(pa.Table.from_batches([b]))
+            sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
+            keys = band_keys(sig, cfg.bands, cfg.rows)
+            yield pa.RecordBatch.from_arrays(
+                [b.column(b.schema.get_field_index(ROW)).cast(pa.int64()), pa.array(n_words.astype(np.int32)),
+                 _fixed(sig.reshape(-1).view(np.int32), cfg.num_perm),
+                 _fixed(keys.reshape(-1).view(np.int64), cfg.bands)], schema=SIGNATURES)
+
+    return run
 
 
-def components(edges: pl.DataFrame) -> pl.DataFrame:
-    """Connected components of an undirected edge list (u, v): node -> label (smallest node id).
+def _band_rows(bands: int):
+    """map_batches: (``_row``, band keys) -> one (``_row``, band, key) row per band."""
 
-    Iterated min-label propagation with joins; deterministic, converges in O(diameter) rounds.
-    """
-    both = pl.concat([edges.select("u", "v"), edges.select(pl.col("v").alias("u"), pl.col("u").alias("v"))])
-    labels = both.select(pl.col("u").alias("node")).unique().with_columns(pl.col("node").alias("label"))
-    while True:
-        prop = (both.join(labels, left_on="v", right_on="node").group_by("u")
-                .agg(pl.col("label").min().alias("nbr")))
-        new = (labels.join(prop, left_on="node", right_on="u", how="left")
-               .select("node", pl.min_horizontal("label", "nbr").alias("label")))
-        # pointer jumping: adopt the label of your label, halving chain lengths each round
-        new = (new.join(new.rename({"node": "l", "label": "ll"}), left_on="label", right_on="l", how="left")
-               .select("node", pl.min_horizontal("label", "ll").alias("label")))
-        if new.sort("node").equals(labels.sort("node")):
-            return new.sort("node")
+    def run(batches):
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            rows = b.column(0).to_numpy()
+            keys = b.column(1).flatten().to_numpy()
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(np.repeat(rows, bands)), pa.array(np.tile(np.arange(bands, dtype=np.int32), len(rows))),
+                 pa.array(keys)], schema=BANDS)
+
+    return run
+
+
+def _verdicts(num_perm: int, threshold: float):
+    """map_batches: (u, v, signature of u, signature of v) -> (u, v, whether their signatures agree
+    on at least ``threshold`` of their values: the Jaccard estimate, numpy's mean)."""
+
+    def run(batches):
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            su = b.column(2).flatten().to_numpy().reshape(-1, num_perm)
+            sv = b.column(3).flatten().to_numpy().reshape(-1, num_perm)
+            yield pa.RecordBatch.from_arrays([b.column(0), b.column(1), pa.array((su == sv).mean(axis=1) >= threshold)],
+                                             schema=VERDICTS)
+
+    return run
+
+
+def candidate_edges(bands: nw.LazyFrame) -> nw.LazyFrame:
+    """LSH buckets as a group-by: distinct (u, v) star edges, v = the smallest row of each shared bucket."""
+    anchors = (bands.group_by("band", "key").agg(nw.col(ROW).min().alias("v"), nw.len().alias("_n"))
+               .filter(nw.col("_n") > 1).drop("_n"))
+    return (bands.join(anchors, on=["band", "key"]).filter(nw.col(ROW) != nw.col("v"))
+            .select(nw.col(ROW).alias("u"), "v").unique())
+
+
+def components(edges, engine=None):
+    """Connected components of an undirected edge list (u, v): (node, label = smallest node).
+
+    Iterated min-label propagation with joins, then pointer jumping (adopt your label's label,
+    halving chain lengths each round); every round is materialised and compared with the one
+    before; deterministic, O(log diameter) rounds. A Polars DataFrame in gives one out, sorted
+    by node; a frame of an engine gives that engine's frame."""
+    if isinstance(edges, pl.DataFrame):
+        out = components(engines.frame(edges), engines.of(edges))
+        return engines.to_polars(out).sort("node")
+    both = engine.materialize(nw.concat([edges.select("u", "v"),
+                                         edges.select(nw.col("v").alias("u"), nw.col("u").alias("v"))]))
+    labels = engine.materialize(both.select(nw.col("u").alias("node")).unique()
+                                .with_columns(nw.col("node").alias("label")))
+    for _ in range(_MAX_ROUNDS):
+        prop = (both.join(labels.rename({"node": "v"}), on="v").group_by("u")
+                .agg(nw.col("label").min().alias("_nbr")))
+        new = (labels.join(prop.rename({"u": "node"}), on="node", how="left")
+               .select("node", nw.min_horizontal("label", "_nbr").alias("label")))
+        new = (new.join(new.select(nw.col("node").alias("_l"), nw.col("label").alias("_ll")),
+                        left_on="label", right_on="_l", how="left")
+               .select("node", nw.min_horizontal("label", "_ll").alias("label")))
+        new = engine.materialize(new)
+        changed = engines.to_polars(new.join(labels.rename({"label": "_old"}), on="node")
+                                    .filter(nw.col("label") != nw.col("_old")).select(nw.len())).item()
         labels = new
+        if not changed:
+            return labels
+    raise RuntimeError(f"near-dup components did not converge in {_MAX_ROUNDS} rounds")
 
 
-def near_dedup(df: pl.DataFrame, cfg: NearDupConfig | None = None) -> tuple[pl.DataFrame, dict]:
-    """Mark near-duplicates in ``messages_anon`` rows (rule in the module docstring).
+def _count(frame: nw.LazyFrame) -> int:
+    return int(engines.to_polars(frame.select(nw.len())).item())
 
-    Out: the same rows in the same order with ``is_target``, ``dup_of``, ``dup_cluster_size``,
+
+def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFrame, dict]:
+    """Mark near-duplicates in ``messages_anon`` rows (rule in the module docstring), on ``engine``.
+
+    Out: the same rows (unordered) with ``is_target``, ``dup_of``, ``dup_cluster_size``,
     ``mass_dup``, and counts: rows_in, rows_out (equal), candidates, short (never candidates),
     candidate_edges, verified_edges, clusters, duplicates (rows with is_target false), by
     platform, mass_dup_clusters and mass_dup_rows. Deterministic for a given input and config.
     """
-    cfg = cfg or NearDupConfig()
-    sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
-    eligible = n_words >= cfg.min_tokens
-    keys = band_keys(sig, cfg.bands, cfg.rows)
-    edges = candidate_edges(keys, eligible)
-    if edges.height:
-        u, v = edges["u"].to_numpy(), edges["v"].to_numpy()
-        sim = (sig[u] == sig[v]).mean(axis=1)
-        verified = edges.filter(pl.Series(sim >= cfg.threshold))
+    base = engine.materialize(engine.number_rows(messages, ROW, partition_by=[], order_by=[M.message_id]))
+    sigs = engine.materialize(engine.map_batches(base.select(ROW, M.title, M.text), _signature_batches(cfg),
+                                                 SIGNATURES))
+    eligible = sigs.filter(nw.col(NTOK) >= cfg.min_tokens)
+    bands = engine.map_batches(eligible.select(ROW, KEYS), _band_rows(cfg.bands), BANDS)
+    edges = engine.materialize(candidate_edges(bands))
+    pairs = (edges.join(sigs.select(nw.col(ROW).alias("u"), nw.col(SIG).alias("_su")), on="u")
+             .join(sigs.select(nw.col(ROW).alias("v"), nw.col(SIG).alias("_sv")), on="v")
+             .select("u", "v", "_su", "_sv"))
+    verified = engine.materialize(engine.map_batches(pairs, _verdicts(cfg.num_perm, cfg.threshold), VERDICTS)
+                                  .filter(nw.col("same")).select("u", "v"))
+    n_verified = _count(verified)
+    if n_verified:
+        labels = components(verified, engine)
     else:
-        verified = edges
-    labels = components(verified) if verified.height else pl.DataFrame(schema={"node": pl.Int64, "label": pl.Int64})
-    base = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
-    clustered = (base.select("_row", M.message_id, M.created_at, M.time_ordinal, M.author_id, M.platform)
-                 .join(labels, left_on="_row", right_on="node", how="inner"))
-    order = clustered.sort([M.created_at, M.time_ordinal, M.message_id], nulls_last=True)
-    canon = order.group_by("label", maintain_order=True).agg(
-        pl.col(M.message_id).first().alias("_canon"), pl.len().cast(pl.Int32).alias("_size"),
-        pl.col(M.author_id).drop_nulls().n_unique().alias("_authors"))
-    marks = clustered.join(canon, on="label").select(
-        "_row", "_canon", "_size", (pl.col("_authors") >= cfg.mass_dup_authors).alias("_mass"))
-    out = (base.join(marks, on="_row", how="left").sort("_row")
-           .with_columns(
-               (pl.col("_canon").is_null() | (pl.col("_canon") == pl.col(M.message_id))).alias(DEDUP.is_target),
-               pl.when(pl.col("_canon") != pl.col(M.message_id)).then(pl.col("_canon")).otherwise(None)
-               .alias(DEDUP.dup_of),
-               pl.col("_size").fill_null(1).cast(pl.Int32).alias(DEDUP.dup_cluster_size),
-               pl.col("_mass").fill_null(False).alias(DEDUP.mass_dup))
-           .drop("_row", "_canon", "_size", "_mass"))
-    dups = out.filter(~pl.col(DEDUP.is_target))
+        labels = engine.materialize(edges.select(nw.col("u").alias("node"), nw.col("v").alias("label")).head(0))
+    clustered = base.select(ROW, M.message_id, M.created_at, M.time_ordinal, M.author_id).join(
+        labels.rename({"node": ROW}), on=ROW)
+    first = engine.first_by(clustered, ["label"], [(M.created_at, False), (M.time_ordinal, False),
+                                                   (M.message_id, False)])
+    sizes = clustered.group_by("label").agg(nw.len().cast(nw.Int32).alias("_size"))
+    authors = (clustered.filter(~nw.col(M.author_id).is_null()).select("label", M.author_id).unique()
+               .group_by("label").agg(nw.len().alias("_authors")))
+    canon = engine.materialize(
+        first.select("label", nw.col(M.message_id).alias("_canon")).join(sizes, on="label")
+        .join(authors, on="label", how="left")
+        .with_columns((nw.col("_authors").fill_null(0) >= cfg.mass_dup_authors).alias("_mass")))
+    tagged = clustered.select(ROW, "label").join(canon.select("label", "_canon", "_size", "_mass"), on="label")
+    out = engine.materialize(
+        base.join(tagged.drop("label"), on=ROW, how="left")
+        .with_columns(
+            (nw.col("_canon").is_null() | (nw.col("_canon") == nw.col(M.message_id))).alias(DEDUP.is_target),
+            nw.when(nw.col("_canon") != nw.col(M.message_id)).then(nw.col("_canon")).alias(DEDUP.dup_of),
+            nw.col("_size").fill_null(1).cast(nw.Int32).alias(DEDUP.dup_cluster_size),
+            nw.col("_mass").fill_null(False).alias(DEDUP.mass_dup))
+        .drop(ROW, "_canon", "_size", "_mass"))
+    counts = engines.to_polars(sigs.select(nw.len().alias("n"),
+                                           (nw.col(NTOK) >= cfg.min_tokens).cast(nw.Int64).sum().alias("c"))).row(0)
+    dups = engines.to_polars(out.filter(~nw.col(DEDUP.is_target)).group_by(M.platform).agg(nw.len().alias("n")))
+    cl = engines.to_polars(canon.select(nw.len().alias("n"), nw.col("_mass").cast(nw.Int64).sum().alias("m"))).row(0)
+    n, c = int(counts[0]), int(counts[1] or 0)
     stats = {
-        "rows_in": df.height,
-        "rows_out": out.height,
+        "rows_in": n,
+        "rows_out": n,
         "dropped": {},
-        "candidates": int(eligible.sum()),
-        "short": int((~eligible).sum()),
-        "candidate_edges": edges.height,
-        "verified_edges": verified.height,
-        "clusters": canon.height,
-        "duplicates": dups.height,
-        "duplicates_by_platform": dict(sorted(dups.group_by(M.platform).len().iter_rows())),
-        "mass_dup_clusters": int(canon.filter(pl.col("_authors") >= cfg.mass_dup_authors).height),
-        "mass_dup_rows": int(out[DEDUP.mass_dup].sum()),
+        "candidates": c,
+        "short": n - c,
+        "candidate_edges": _count(edges),
+        "verified_edges": n_verified,
+        "clusters": int(cl[0]),
+        "duplicates": int(dups["n"].sum()),
+        "duplicates_by_platform": dict(sorted((k, int(v)) for k, v in dups.iter_rows())),
+        "mass_dup_clusters": int(cl[1] or 0),
+        "mass_dup_rows": int(engines.to_polars(out.select(nw.col(DEDUP.mass_dup).cast(nw.Int64).sum())).item() or 0),
     }
     return out, stats
 
 
-def run(ctx) -> StageResult:
-    """Read `messages_anon`, write `messages_dedup`; return the counts (see :func:`near_dedup`;
-    its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``)."""
+def near_dedup(df: pl.DataFrame, cfg: NearDupConfig | None = None) -> tuple[pl.DataFrame, dict]:
+    """:func:`marks` on a Polars DataFrame (tests, benchmarks): the rows in their input order."""
+    cfg = cfg or NearDupConfig()
+    out, stats = marks(engines.frame(df.with_row_index("_in")), cfg, engines.of(df))
+    return engines.to_polars(out).sort("_in").drop("_in"), stats
+
+
+def run(ctx, engine=None) -> StageResult:
+    """Read `messages_anon`, write `messages_dedup` sorted by `message_id`; return the counts (see
+    :func:`marks`; its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``)."""
     cfg = ctx.config.section(NearDupConfig)
-    df = storage.read(ctx.config.table_url(ANON.name))
-    out, stats = near_dedup(df, cfg)
-    storage.write_table(ctx.config.table_url(DEDUP.name), out, schema=DEDUP)
+    engine = engine or engines.for_run(ctx)
+    out, stats = marks(engine.scan(ctx.config.table_url(ANON.name), ANON), cfg, engine)
+    engine.write(out, ctx.config.table_url(DEDUP.name), DEDUP, order_by=[M.message_id])
     ctx.log.info("neardup: %d rows, %d candidates, %d clusters, %d duplicates", stats["rows_in"],
                  stats["candidates"], stats["clusters"], stats["duplicates"])
     return StageResult.from_summary("neardup", stats)

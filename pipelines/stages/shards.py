@@ -1,16 +1,24 @@
-"""Shards stage: tokenised examples -> ``OUT/shards/<split>/part-*.parquet`` + ``manifest.json``.
+"""Shards stage: tokenised examples -> ``OUT/shards/`` (docs/shards.md), one definition for both engines.
 
 Reads ``timeline``, ``pair_examples`` and ``OUT/tokenizer.json``. Every message any
-example references is tokenised once; rows (``schemas.SHARD``) are assembled by gathering
-(pipelines/core/render.py). Per split: rows sorted by ``example_id`` then permuted by ``seed``
-(splits are cut upstream, before the shuffle), cut into files of about
-``target_file_bytes`` with near-equal token counts, zstd, row groups of ``row_group_rows``.
-Each file is written under a temporary name and renamed; its name carries its content
-hash, so a rewrite never replaces a file the previous manifest names. ``manifest.json``
-is written last (temp + rename); files no manifest names are removed after that. The stage
-removes ``OUT/shards/_BUILD_COMPLETE.json`` first and writes it again after every split's
-manifest (config hash, tokenizer hash, each manifest's sha256): without it the trainer
-refuses the shards (docs/shards.md, docs/failure-model.md).
+example references is tokenised once. Two layouts (``[shards] layout``):
+
+* ``reference`` (default, schema version 3): the tokenised messages are written once, as the
+  token store ``OUT/shards/store/part-*.parquet`` (``schemas.TOKEN_STORE``), and each split's
+  rows (``schemas.SHARD_REF``) reference them by store row, with the gap token of each; the
+  loader assembles the streams (schemas/assembly.py).
+* ``flat`` (schema version 2): each row (``schemas.SHARD``) carries its rendered streams,
+  assembled by the same rule (pipelines/core/render.py).
+
+Per split: rows sorted by ``example_id`` then permuted by ``seed`` (splits are cut upstream,
+before the shuffle), cut into files of about ``target_file_bytes`` with near-equal token
+counts, zstd, row groups of ``row_group_rows``. Each file is written under a temporary name
+and renamed; its name carries its content hash, so a rewrite never replaces a file the
+previous manifest names. ``manifest.json`` is written last (temp + rename); files no manifest
+names are removed after that (store files after every split's manifest). The stage removes
+``OUT/shards/_BUILD_COMPLETE.json`` first and writes it again after every split's manifest
+(config hash, tokenizer hash, each manifest's sha256): without it the trainer refuses the
+shards (docs/shards.md, docs/failure-model.md).
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ import math
 import posixpath
 import time
 
+import narwhals as nw
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import engines
 from pipelines.core import render, storage
 from pipelines.stages import tokenizer as T
 from pipelines.core.checks import CheckResult
@@ -37,15 +47,22 @@ from pipelines.core.settings import ShardsConfig  # the [shards] section, with e
 from pipelines.core.results import StageResult
 from schemas import EXAMPLES as E
 from schemas import SHARD as S
+from schemas import SHARD_REF as R
 from schemas import SHARD_SCHEMA_VERSION
+from schemas import TOKEN_STORE as TS
+from schemas.assembly import Messages, Specials, flat_rows
+from schemas.shards import SHARD_REF_SCHEMA_VERSION
 from schemas.shards import BUILD_RECORD
 from schemas import TIMELINE as TL
 
 SPLITS = ("train", "validation", "test")  # always written, empty ones with no shards
 MANIFEST = "manifest.json"
+STORE = "store"  # OUT/shards/store/: the token store of the reference layout, shared by every split
 TOKEN_DTYPE = "int32"
 # Repeated ids compress well as dictionaries; token lists do not.
 _DICT_COLUMNS = [S.self_id, S.other_id, S.thread_id, S.timeline_id, S.time_kind]
+STORE_ROW_GROUP_ROWS = 65_536   # messages per row group of a store file (read whole by the loader)
+LAYOUTS = {"flat": (S, SHARD_SCHEMA_VERSION), "reference": (R, SHARD_REF_SCHEMA_VERSION)}
 
 
 # Module-level name so a test can simulate a crash mid-write by replacing it.
@@ -69,11 +86,12 @@ def cut_points(tokens: np.ndarray, n_files: int) -> list[int]:
 
 
 def shard_metadata(tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, time_kind: str,
-                   split: str) -> dict[bytes, bytes]:
+                   split: str, layout: str = "flat") -> dict[bytes, bytes]:
     """The key-value metadata every shard file carries (the trainer checks version and hash)."""
-    meta = dict(S.arrow.metadata or {})
+    table, version = LAYOUTS[layout]
+    meta = dict(table.arrow.metadata or {})
     meta.update({
-        b"schema_version": str(SHARD_SCHEMA_VERSION).encode(),
+        b"schema_version": str(version).encode(),
         b"tokenizer_sha256": tokenizer_sha256.encode(),
         b"vocab_size": str(vocab_size).encode(),
         b"token_dtype": TOKEN_DTYPE.encode(),
@@ -89,54 +107,79 @@ def _time_kind(table: pa.Table) -> str:
     return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "wall")
 
 
-def encode_shard(table: pa.Table, index: int, cfg: ShardsConfig) -> tuple[str, bytes, dict]:
+def _tokens_of(table: pa.Table) -> int:
+    """The tokens a file holds: assembled tokens of example rows, stored tokens of store rows."""
+    if S.n_tokens in table.column_names:
+        return int(pc.sum(table.column(S.n_tokens)).as_py() or 0)
+    return int(pc.sum(pc.list_value_length(table.column(TS.tokens))).as_py() or 0)
+
+
+def encode_shard(table: pa.Table, index: int, cfg: ShardsConfig, *, row_group_rows: int | None = None
+                 ) -> tuple[str, bytes, dict]:
     """One shard file: (name, Parquet bytes, its manifest entry) for ``table`` (rows with the
-    split's metadata), the ``index``-th file of its split. Same rows and config give the same bytes."""
+    split's metadata), the ``index``-th file of its folder. Same rows and config give the same bytes."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=cfg.row_group_rows, use_dictionary=_DICT_COLUMNS)
+    dict_cols = [c for c in _DICT_COLUMNS if c in table.column_names]
+    if TS.tokens in table.column_names:
+        dict_cols = [TS.timeline_id]
+    pq.write_table(table, buf, compression="zstd", row_group_size=row_group_rows or cfg.row_group_rows,
+                   use_dictionary=dict_cols)
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     # The content hash in the name: a rewrite never overwrites a file the old manifest names.
     name = f"part-{index:05d}-{sha[:12]}.parquet"
     md = pq.ParquetFile(pa.BufferReader(data)).metadata
-    entry = {"path": name, "rows": table.num_rows, "tokens": int(pc.sum(table.column(S.n_tokens)).as_py() or 0),
+    entry = {"path": name, "rows": table.num_rows, "tokens": _tokens_of(table),
              "bytes": len(data), "sha256": sha, "row_groups": [md.row_group(k).num_rows for k in range(md.num_row_groups)]}
     return name, data, entry
 
 
-def publish_manifest(fs, path: str, manifest: dict) -> None:
-    """Write ``manifest.json`` (last, temp + rename), then remove the files it does not name."""
-    _put_bytes(fs, posixpath.join(path, MANIFEST), (json.dumps(manifest, indent=1) + "\n").encode())
-    keep = {MANIFEST, *(s["path"] for s in manifest["shards"])}
+def _remove_unnamed(fs, path: str, keep: set[str]) -> None:
     for p in fs.ls(path, detail=False):
         if posixpath.basename(p) not in keep:
             storage._rm(fs, p, recursive=True)
 
 
+def publish_manifest(fs, path: str, manifest: dict) -> None:
+    """Write ``manifest.json`` (last, temp + rename), then remove the files it does not name."""
+    _put_bytes(fs, posixpath.join(path, MANIFEST), (json.dumps(manifest, indent=1) + "\n").encode())
+    _remove_unnamed(fs, path, {MANIFEST, *(s["path"] for s in manifest["shards"])})
+
+
 def manifest_of(split: str, tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, time_kind: str,
-                rows: int, target_tokens: int, shards: list[dict]) -> dict:
-    return {
-        "schema_version": SHARD_SCHEMA_VERSION, "split": split, "tokenizer_sha256": tokenizer_sha256,
+                rows: int, target_tokens: int, shards: list[dict], store: dict | None = None) -> dict:
+    """A split's manifest; ``store`` (the reference layout's token store) makes it schema version 3."""
+    doc = {
+        "schema_version": SHARD_SCHEMA_VERSION if store is None else SHARD_REF_SCHEMA_VERSION,
+        "split": split, "tokenizer_sha256": tokenizer_sha256,
         "vocab_size": vocab_size, "token_dtype": TOKEN_DTYPE, "special_tokens": ids, "time_kind": time_kind,
         "rows": rows, "tokens": sum(s["tokens"] for s in shards), "target_tokens": target_tokens,
         "shards": shards,
     }
+    if store is not None:
+        doc = {**doc, "layout": "reference", "store": store}
+    return doc
 
 
 def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tokenizer_sha256: str,
-                ids: dict[str, int], vocab_size: int, log=None) -> dict:
+                ids: dict[str, int], vocab_size: int, log=None, store: dict | None = None) -> dict:
     """Write ``table`` (already shuffled) as the shard files + manifest of one split folder ``url``.
 
-    Returns the manifest. Guaranteed: the manifest appears last and names only complete
-    files; same table and config give byte-identical files; files of an earlier manifest
-    are removed only after the new manifest is in place.
+    ``table`` holds flat rows (``schemas.SHARD``), or reference rows (``schemas.SHARD_REF``) with
+    ``store`` the token store's manifest entry (:func:`write_store`). Returns the manifest.
+    Guaranteed: the manifest appears last and names only complete files; same table and config
+    give byte-identical files; files of an earlier manifest are removed only after the new
+    manifest is in place.
     """
     fs, path = storage.fs_and_path(url)
     fs.makedirs(path, exist_ok=True)
     time_kind = _time_kind(table)
-    meta = shard_metadata(tokenizer_sha256, ids, vocab_size, time_kind, split)
+    meta = shard_metadata(tokenizer_sha256, ids, vocab_size, time_kind, split,
+                          "flat" if store is None else "reference")
     table = table.replace_schema_metadata(meta)
     tokens = table.column(S.n_tokens).to_numpy()
+    # Both layouts cut at the same rows (the flat layout's size estimate): the loader's units, and
+    # so its batches, are the same whichever layout a build wrote.
     est = float(tokens.sum()) * cfg.bytes_per_token
     bounds = cut_points(tokens, math.ceil(est / cfg.target_file_bytes))
     shards = []
@@ -147,17 +190,82 @@ def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tok
             shards.append(entry)
             p.update(b - a, files=i + 1)
     manifest = manifest_of(split, tokenizer_sha256, ids, vocab_size, time_kind, table.num_rows,
-                           int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), shards)
+                           int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), shards, store)
     publish_manifest(fs, path, manifest)
     return manifest
 
 
-def verify_manifest(manifest_url: str) -> CheckResult:
-    """Check a split's ``manifest.json`` against its files.
+def write_store(table: pa.Table, shards_url: str, cfg: ShardsConfig, *, tokenizer_sha256: str,
+                ids: dict[str, int], vocab_size: int, log=None) -> dict:
+    """Write the token store (``schemas.TOKEN_STORE`` rows, in store order) as files under
+    ``OUT/shards/store/``, cut at about ``target_file_bytes`` by stored tokens.
 
-    Every listed shard must exist and match its sha256, bytes, rows, row groups, token sum
-    and the manifest's tokenizer hash; the totals must add up. ``failed_rows`` counts the
-    shards (and totals) that do not.
+    Returns the entry every split manifest carries: ``rows``, ``tokens``, ``bytes`` and the
+    files (paths relative to a split folder, ``../store/part-…``, with sha256, rows, row groups
+    and tokens). Files are named by content hash and the old ones stay until
+    :func:`remove_unnamed_store_files` runs after every manifest is in place.
+    """
+    fs, path = storage.fs_and_path(posixpath.join(shards_url, STORE))
+    fs.makedirs(path, exist_ok=True)
+    table = table.replace_schema_metadata({**(TS.arrow.metadata or {}), b"tokenizer_sha256": tokenizer_sha256.encode(),
+                                           b"vocab_size": str(vocab_size).encode(),
+                                           b"token_dtype": TOKEN_DTYPE.encode(),
+                                           b"special_tokens": json.dumps(ids).encode()})
+    tokens = pc.list_value_length(table.column(TS.tokens)).to_numpy(zero_copy_only=False)
+    bounds = cut_points(tokens, math.ceil(float(tokens.sum()) * cfg.bytes_per_token / cfg.target_file_bytes))
+    files = []
+    with progress("write token store", log, total=table.num_rows, unit="msgs") as p:
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg, row_group_rows=STORE_ROW_GROUP_ROWS)
+            _put_bytes(fs, posixpath.join(path, name), data)
+            files.append({**entry, "path": f"../{STORE}/{name}"})
+            p.update(b - a, files=i + 1)
+    return {"rows": table.num_rows, "tokens": int(tokens.sum()), "bytes": sum(f["bytes"] for f in files),
+            "files": files}
+
+
+def remove_unnamed_store_files(shards_url: str, stores: list[dict]) -> None:
+    """After every split's manifest is in place: remove store files no manifest names (the whole
+    folder when none does, as after a flat-layout build)."""
+    fs, path = storage.fs_and_path(posixpath.join(shards_url, STORE))
+    keep = {posixpath.basename(f["path"]) for st in stores for f in st["files"]}
+    if fs.exists(path):
+        if keep:
+            _remove_unnamed(fs, path, keep)
+        else:
+            storage._rm(fs, path, recursive=True)
+
+
+def _verify_file(fs, p: str, s: dict, tokenizer_sha256: str, bad: list) -> tuple[int, int, pq.ParquetFile | None]:
+    """One listed file against its manifest entry; (rows, tokens, the open file) when it exists."""
+    rel = s["path"]
+    if not fs.exists(p):
+        bad.append(f"{rel}: missing")
+        return 0, 0, None
+    data = fs.cat_file(p)
+    if hashlib.sha256(data).hexdigest() != s["sha256"] or len(data) != s["bytes"]:
+        bad.append(f"{rel}: sha256 or size differs from the manifest")
+        return 0, 0, None
+    pf = pq.ParquetFile(pa.BufferReader(data))
+    md = pf.metadata
+    got_rg = [md.row_group(k).num_rows for k in range(md.num_row_groups)]
+    got_tokens = _tokens_of(pf.read(columns=[c for c in (S.n_tokens, TS.tokens) if c in pf.schema_arrow.names]))
+    file_sha = (pf.schema_arrow.metadata or {}).get(b"tokenizer_sha256", b"").decode()
+    if md.num_rows != s["rows"] or got_rg != s["row_groups"] or got_tokens != s["tokens"]:
+        bad.append(f"{rel}: rows/row groups/tokens {md.num_rows}/{got_rg}/{got_tokens} differ "
+                   f"from the manifest's {s['rows']}/{s['row_groups']}/{s['tokens']}")
+    elif file_sha != tokenizer_sha256:
+        bad.append(f"{rel}: tokenizer_sha256 {file_sha} differs from the manifest's")
+    return md.num_rows, got_tokens, pf
+
+
+def verify_manifest(manifest_url: str) -> CheckResult:
+    """Check a split's ``manifest.json`` against its files (either layout).
+
+    Every listed shard (and, in the reference layout, every token store file) must exist and
+    match its sha256, bytes, rows, row groups, token sum and the manifest's tokenizer hash;
+    the totals must add up, and every reference must name a row of the store.
+    ``failed_rows`` counts the files (and totals) that do not.
     """
     name = "shard_manifest"
     fs, mpath = storage.fs_and_path(manifest_url)
@@ -165,33 +273,137 @@ def verify_manifest(manifest_url: str) -> CheckResult:
         return CheckResult(name, False, 1, f"{manifest_url}: no manifest")
     man = json.loads(fs.cat_file(mpath))
     folder = posixpath.dirname(mpath)
-    bad, rows, tokens = [], 0, 0
+    bad, rows, tokens, min_ref, max_ref = [], 0, 0, 0, -1
     for s in man["shards"]:
-        p = posixpath.join(folder, s["path"])
-        if not fs.exists(p):
-            bad.append(f"{s['path']}: missing")
-            continue
-        data = fs.cat_file(p)
-        if hashlib.sha256(data).hexdigest() != s["sha256"] or len(data) != s["bytes"]:
-            bad.append(f"{s['path']}: sha256 or size differs from the manifest")
-            continue
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        md = pf.metadata
-        got_rg = [md.row_group(k).num_rows for k in range(md.num_row_groups)]
-        got_tokens = int(pc.sum(pf.read(columns=[S.n_tokens]).column(0)).as_py() or 0)
-        file_sha = (pf.schema_arrow.metadata or {}).get(b"tokenizer_sha256", b"").decode()
-        if md.num_rows != s["rows"] or got_rg != s["row_groups"] or got_tokens != s["tokens"]:
-            bad.append(f"{s['path']}: rows/row groups/tokens {md.num_rows}/{got_rg}/{got_tokens} differ "
-                       f"from the manifest's {s['rows']}/{s['row_groups']}/{s['tokens']}")
-        elif file_sha != man["tokenizer_sha256"]:
-            bad.append(f"{s['path']}: tokenizer_sha256 {file_sha} differs from the manifest's")
-        rows += md.num_rows
-        tokens += got_tokens
+        n, t, pf = _verify_file(fs, posixpath.join(folder, s["path"]), s, man["tokenizer_sha256"], bad)
+        rows, tokens = rows + n, tokens + t
+        if pf is not None and "store" in man:
+            refs = pf.read(columns=[R.window_msgs, R.own_msgs, R.other_msgs])
+            for c in refs.columns:
+                flat = pc.list_flatten(c)
+                if len(flat):
+                    lo_hi = pc.min_max(flat)
+                    min_ref, max_ref = min(min_ref, lo_hi["min"].as_py()), max(max_ref, lo_hi["max"].as_py())
     if not bad and (rows != man["rows"] or tokens != man["tokens"]):
         bad.append(f"totals: shards hold {rows} rows / {tokens} tokens, manifest says {man['rows']} / {man['tokens']}")
-    desc = (f"{manifest_url}: {len(man['shards'])} shards exist and match sha256, rows, row groups and tokens"
+    n_files = len(man["shards"])
+    if "store" in man:
+        st, srows, stokens = man["store"], 0, 0
+        for s in st["files"]:
+            n, t, _ = _verify_file(fs, posixpath.normpath(posixpath.join(folder, s["path"])), s,
+                                   man["tokenizer_sha256"], bad)
+            srows, stokens = srows + n, stokens + t
+        n_files += len(st["files"])
+        if not bad and (srows != st["rows"] or stokens != st["tokens"]):
+            bad.append(f"store totals: files hold {srows} rows / {stokens} tokens, manifest says "
+                       f"{st['rows']} / {st['tokens']}")
+        if min_ref < 0:
+            bad.append(f"references: an example names store row {min_ref}, the store has {st['rows']} rows")
+        if max_ref >= st["rows"]:
+            bad.append(f"references: an example names store row {max_ref}, the store has {st['rows']} rows")
+    desc = (f"{manifest_url}: {n_files} files exist and match sha256, rows, row groups and tokens"
             if not bad else f"{manifest_url}: " + "; ".join(bad[:3]))
     return CheckResult(name, not bad, len(bad), desc, bad[:10])
+
+
+# -- the flat view of either layout ---------------------------------------------------------------
+
+_STORES: dict[str, Messages] = {}  # store key -> the store's arrays, read once per process
+
+
+def _folder_url(manifest_url: str) -> str:
+    return manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
+
+
+def _file_url(folder: str, rel: str) -> str:
+    if "://" in folder:
+        proto, rest = folder.split("://", 1)
+        return f"{proto}://{posixpath.normpath(posixpath.join(rest, rel))}"
+    return posixpath.normpath(posixpath.join(folder, rel))
+
+
+def read_manifest(manifest_url: str) -> dict:
+    fs, path = storage.fs_and_path(manifest_url)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{manifest_url}: no manifest.json; build the shards first "
+                                f"(`socialcorpus build --config corpus.toml`)")
+    return json.loads(fs.cat_file(path))
+
+
+def read_file(manifest_url: str, entry: dict, **kw) -> pa.Table:
+    """One file a manifest lists (a shard or a store file), as it is on storage."""
+    fs, path = storage.fs_and_path(_file_url(_folder_url(manifest_url), entry["path"]))
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, **kw)
+
+
+def store_of(manifest_url: str, man: dict) -> Messages:
+    """The token store a reference-layout manifest names, every file sha256-checked, read once."""
+    key = hashlib.sha256("".join(f["sha256"] for f in man["store"]["files"]).encode()).hexdigest()
+    if key not in _STORES:
+        parts = []
+        for f in man["store"]["files"]:
+            fs, path = storage.fs_and_path(_file_url(_folder_url(manifest_url), f["path"]))
+            data = fs.cat_file(path)
+            if hashlib.sha256(data).hexdigest() != f["sha256"]:
+                raise ValueError(f"{manifest_url}: token store file {f['path']}: sha256 differs from the manifest's; "
+                                 "rebuild the shards")
+            parts.append(pq.read_table(pa.BufferReader(data)))
+        table = pa.concat_tables(parts) if parts else TS.arrow.empty_table()
+        _STORES[key] = Messages.of_store(table, int(man["special_tokens"][T.MENTION]))
+    return _STORES[key]
+
+
+def as_flat(rows: pa.Table, manifest_url: str, man: dict) -> pa.Table:
+    """Rows of a manifest's shard file as flat rows (``schemas.SHARD``): reference rows are
+    assembled against the store (schemas/assembly.py); flat rows come back unchanged."""
+    if man.get("schema_version") != SHARD_REF_SCHEMA_VERSION:
+        return rows
+    return S.conform(flat_rows(rows, store_of(manifest_url, man), Specials.of(man["special_tokens"])))
+
+
+def read_flat(manifest_url: str) -> pa.Table:
+    """Every row of a split (either layout) as flat rows, in manifest file order."""
+    man = read_manifest(manifest_url)
+    parts = [as_flat(read_file(manifest_url, s), manifest_url, man) for s in man["shards"]]
+    return pa.concat_tables(parts) if parts else S.arrow.empty_table()
+
+
+def export_flat(shards_url: str, out_url: str, log=None) -> dict:
+    """Write a flat-layout copy (schema version 2) of a build's shards to ``out_url``.
+
+    Every split's rows are assembled from the references and written with the same file
+    boundaries and row groups, so the loader serves the copy the same batches; the build
+    record is written last, as a build does. Returns {split: manifest}. Works on a flat build
+    too (a plain copy through the same path).
+    """
+    fs, root = storage.fs_and_path(shards_url)
+    record = json.loads(fs.cat_file(posixpath.join(root, BUILD_RECORD)))
+    remove_build_record(out_url)
+    manifests = {}
+    for split in record["splits"]:
+        src = posixpath.join(shards_url, split, MANIFEST)
+        man = read_manifest(src)
+        ofs, opath = storage.fs_and_path(posixpath.join(out_url, split))
+        ofs.makedirs(opath, exist_ok=True)
+        meta = shard_metadata(man["tokenizer_sha256"], man["special_tokens"], man["vocab_size"], man["time_kind"],
+                              man["split"])
+        files = []
+        with progress(f"export {split} shards", log, total=man["rows"], unit="rows") as p:
+            for i, s in enumerate(man["shards"]):
+                rows = as_flat(read_file(src, s), src, man).replace_schema_metadata(meta)
+                rg = s["row_groups"][0] if s["row_groups"] else ShardsConfig().row_group_rows
+                name, data, entry = encode_shard(rows, i, ShardsConfig(), row_group_rows=rg)
+                _put_bytes(ofs, posixpath.join(opath, name), data)
+                files.append(entry)
+                p.update(rows.num_rows, files=i + 1)
+        flat = manifest_of(split, man["tokenizer_sha256"], man["special_tokens"], man["vocab_size"], man["time_kind"],
+                           man["rows"], man["target_tokens"], files)
+        publish_manifest(ofs, opath, flat)
+        manifests[split] = flat
+    write_build_record(out_url, list(record["splits"]), config_hash=record["config_hash"],
+                       tokenizer_sha256=record["tokenizer_sha256"], engine=record["engine"])
+    return manifests
 
 
 # -- the build-complete record ---------------------------------------------------------------
@@ -224,9 +436,10 @@ def write_build_record(shards_url: str, splits, *, config_hash: str, tokenizer_s
         man = json.loads(data)
         entries[split] = {"manifest": f"{split}/{MANIFEST}", "manifest_sha256": hashlib.sha256(data).hexdigest(),
                           "rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
+    versions = {json.loads(fs.cat_file(posixpath.join(path, split, MANIFEST)))["schema_version"] for split in splits}
     record = {"record_version": 1, "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "engine": engine, "config_hash": config_hash, "tokenizer_sha256": tokenizer_sha256,
-              "schema_version": SHARD_SCHEMA_VERSION, "splits": entries}
+              "schema_version": max(versions, default=SHARD_SCHEMA_VERSION), "splits": entries}
     _put_bytes(fs, posixpath.join(path, BUILD_RECORD), (json.dumps(record, indent=1) + "\n").encode())
     return record
 
@@ -251,76 +464,123 @@ def verify_build_record(shards_url: str) -> CheckResult:
     return CheckResult(name, not bad, len(bad), desc, bad[:10])
 
 
-def referenced_messages(timeline: pl.LazyFrame, examples: pl.DataFrame) -> pl.DataFrame:
-    """The timeline rows any example references, in (timeline_id, seq) order."""
-    keys = pl.concat([examples.lazy().select(pl.col(E.timeline_id).alias(TL.timeline_id),
-                                             pl.col(c).alias(TL.seq)).explode(TL.seq)
-                      for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
-    return (timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at,
+def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> pl.DataFrame:
+    """The timeline rows any example references, in (timeline_id, seq) order (on the driver)."""
+    keys = nw.concat([examples.select(nw.col(E.timeline_id).alias(TL.timeline_id), nw.col(c).alias(TL.seq))
+                      .explode(TL.seq) for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
+    msgs = (timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at,
                             TL.time_kind)
-            .join(keys, on=[TL.timeline_id, TL.seq], how="semi")
-            .sort(TL.timeline_id, TL.seq).collect())
+            .join(keys, on=[TL.timeline_id, TL.seq], how="semi"))
+    return engines.to_polars(msgs).sort(TL.timeline_id, TL.seq)
 
 
 def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, log=None,
-                      split: str = "") -> tuple[pa.Table, dict[str, int]]:
-    """One split's rows: sorted by example_id, permuted by ``cfg.seed``, rendered in batches."""
+                      split: str = "", layout: str = "flat") -> tuple[pa.Table, dict[str, int]]:
+    """One split's rows (flat, or references into the store written from ``mt``): sorted by
+    example_id, permuted by ``cfg.seed``, made in batches of ``examples_per_batch``."""
     ex = examples.sort(E.example_id)
     perm = np.random.default_rng(cfg.seed).permutation(ex.height)
     ex = ex[perm]
+    rows_of = render.render_examples if layout == "flat" else render.reference_rows
     parts, dropped = [], {"window": 0, "own": 0, "other": 0}
     with progress(f"render {split} examples" if split else "render examples", log, total=ex.height, unit="examples") as p:
         for a in range(0, ex.height, cfg.examples_per_batch):
-            t, d = render.render_examples(mt, tok, ex.slice(a, cfg.examples_per_batch),
-                                          max_window_tokens=cfg.max_window_tokens,
-                                          max_stream_tokens=cfg.max_stream_tokens)
+            t, d = rows_of(mt, tok, ex.slice(a, cfg.examples_per_batch), max_window_tokens=cfg.max_window_tokens,
+                           max_stream_tokens=cfg.max_stream_tokens)
             parts.append(t)
             dropped = {k: dropped[k] + d[k] for k in dropped}
             p.update(t.num_rows)
-    table = pa.concat_tables(parts) if parts else S.arrow.empty_table()
+    empty = (S if layout == "flat" else R).arrow.empty_table()
+    table = pa.concat_tables(parts) if parts else empty
     return table, dropped
 
 
-def run(ctx) -> StageResult:
-    """Build every split's shards and manifest from the examples and the tokenizer.
+REF_COLUMNS = (R.window_msgs, R.own_msgs, R.other_msgs)
+
+
+def referenced_rows(tables: list[pa.Table]) -> np.ndarray:
+    """The message rows (sorted, unique) the reference rows ``tables`` name."""
+    refs = [pc.list_flatten(t.column(c)).to_numpy() for t in tables for c in REF_COLUMNS]
+    return np.unique(np.concatenate(refs)) if refs else np.zeros(0, np.int64)
+
+
+def renumber_refs(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table``'s references renumbered into a store of the message rows ``rows`` (sorted, each
+    referenced one in it), in the same order."""
+    for c in REF_COLUMNS:
+        arr = table.column(c).combine_chunks()
+        values = np.searchsorted(rows, arr.values.to_numpy(zero_copy_only=False))
+        new = pa.ListArray.from_arrays(arr.offsets, pa.array(values, arr.type.value_type), type=arr.type)
+        table = table.set_column(table.schema.get_field_index(c), table.schema.field(c), new)
+    return table
+
+
+def run(ctx, engine=None) -> StageResult:
+    """Build the token store (reference layout) and every split's shards and manifest from the
+    examples and the tokenizer. One definition for both engines: the engine reads the examples
+    and selects the referenced messages; tokenising, assembling and writing run on the driver,
+    so the files are byte-identical whichever engine ran.
 
     Returns ``rows_in`` (examples), ``rows_out`` (shard rows; no example is dropped), no drops
-    (the figure ``dropped``, empty, is the JSON summary's older name for them), messages left out by token budgets or truncated, per-split rows,
-    tokens and shard counts, and the tokens/s of rendering + writing.
+    (the figure ``dropped``, empty, is the JSON summary's older name for them), messages left
+    out by token budgets or truncated, per-split rows, tokens and shard counts, the store's
+    rows, tokens and bytes (reference layout), and the tokens/s of rendering + writing.
     """
     cfg = ctx.config.section(ShardsConfig)
-    remove_build_record(ctx.config.table_url("shards"))
+    engine = engine or engines.for_run(ctx)
+    shards_url = ctx.config.table_url("shards")
+    remove_build_record(shards_url)
     tok_url = ctx.config.table_url("tokenizer.json")
     tok = T.load(tok_url)
     tok_sha = T.sha256_of(tok_url)
     ids = T.special_token_ids(tok)
-    examples = storage.read(ctx.config.table_url(E.name))
+    ex_frame = engine.scan(ctx.config.table_url(E.name), E)
+    examples = engines.to_polars(ex_frame)
     t0 = time.monotonic()
-    msgs = referenced_messages(storage.scan(ctx.config.table_url(TL.name)), examples)
+    msgs = referenced_messages(engine.scan(ctx.config.table_url(TL.name), TL), ex_frame)
     mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens,
                                   extra_ids=[examples[E.self_id], examples[E.other_id]], log=ctx.log)
     t_tok = time.monotonic() - t0
     splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
-    summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "messages_tokenised": msgs.height,
+    summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
+               "messages_tokenised": msgs.height,
                "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
                "messages_over_budget": {"window": 0, "own": 0, "other": 0}, "splits": {}}
     total_tokens = 0
     t1 = time.monotonic()
-    for split in splits:
-        table, dropped = build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg, ctx.log, split)
+    store = None
+    parts = ((split, *build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg, ctx.log, split,
+                                        cfg.layout)) for split in splits)   # flat: one split in memory at a time
+    if cfg.layout == "reference":
+        # Only the messages the rows reference once the budgets have cut the streams, renumbered.
+        parts = list(parts)
+        used = referenced_rows([t for _, t, _ in parts])
+        parts = [(split, renumber_refs(t, used), d) for split, t, d in parts]
+        store = write_store(render.store_table(mt).take(pa.array(used)), shards_url, cfg, tokenizer_sha256=tok_sha,
+                            ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
+        summary["store"] = {"rows": store["rows"], "tokens": store["tokens"], "bytes": store["bytes"],
+                            "files": len(store["files"])}
+    shard_bytes = 0
+    for split, table, dropped in parts:
         man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
-                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
+                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log,
+                          store=store)
         summary["rows_out"] += man["rows"]
         summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
         summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
         total_tokens += man["tokens"]
-    write_build_record(ctx.config.table_url("shards"), splits, config_hash=config_hash(ctx.config),
-                       tokenizer_sha256=tok_sha, engine="polars")
+        shard_bytes += sum(s["bytes"] for s in man["shards"])
+    remove_unnamed_store_files(shards_url, [store] if store is not None else [])
+    write_build_record(shards_url, splits, config_hash=config_hash(ctx.config),
+                       tokenizer_sha256=tok_sha, engine=engine.name)
     t_shards = time.monotonic() - t1
     summary["shard_tokens"] = total_tokens
+    # what is on disk: the tokens stored (the store's, or every flat row's) and the bytes
+    summary["stored_tokens"] = store["tokens"] if store is not None else total_tokens
+    summary["bytes_on_disk"] = shard_bytes + (store["bytes"] if store is not None else 0)
     summary["tokenise_seconds"] = round(t_tok, 3)
     summary["assemble_write_seconds"] = round(t_shards, 3)
     summary["shard_tokens_per_s"] = round(total_tokens / max(t_tok + t_shards, 1e-9))
-    ctx.log.info("shards: %d rows, %d tokens, %.0f tokens/s", summary["rows_out"], total_tokens,
-                 summary["shard_tokens_per_s"])
+    ctx.log.info("shards (%s layout): %d rows, %d tokens, %d stored, %.0f tokens/s", cfg.layout, summary["rows_out"],
+                 total_tokens, summary["stored_tokens"], summary["shard_tokens_per_s"])
     return StageResult.from_summary("shards", summary)

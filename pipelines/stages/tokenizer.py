@@ -35,10 +35,7 @@ from pipelines.core.settings import TokenizerConfig  # the [tokenizer] section, 
 from pipelines.core.results import StageResult
 from schemas import EXAMPLES, TIMELINE
 from schemas.placeholders import MENTION_RE, PLACEHOLDERS, PSEUDONYM_HEX, PSEUDONYM_PREFIX
-from schemas.shards import ROLE_NAMES
-
-PAD, MSG, END = "<pad>", "<msg>", "</msg>"
-ROLE_TOKENS = tuple(f"<{r}>" for r in ROLE_NAMES)  # index = schemas.shards.ROLE_*
+from schemas.shards import END, MENTION, MENTION_ROLE_TOKENS, MSG, PAD, ROLE_TOKENS  # the shard format's names
 # Gap buckets: (token, upper bound in seconds, exclusive). The gap is the time since the
 # previous message of the same stream as `pair_examples` computed it.
 GAP_BUCKETS = (
@@ -50,8 +47,6 @@ GAP_BUCKETS = (
 )
 GAP_NONE = "<gap:none>"        # a clocked message with no previous message (gap unknown)
 GAP_ORDINAL = "<gap:ordinal>"  # a source with only an order (Diplomacy): no clock, no gap
-MENTION = "<mention>"          # in text: a mention of a known author, before role resolution
-MENTION_ROLE_TOKENS = tuple(f"<mention:{r}>" for r in ROLE_NAMES)  # mention of self/other/third
 
 STRUCTURAL_TOKENS = (PAD, MSG, END, *ROLE_TOKENS, GAP_NONE, *(t for t, _ in GAP_BUCKETS), GAP_ORDINAL,
                      *MENTION_ROLE_TOKENS)
