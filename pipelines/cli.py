@@ -76,9 +76,14 @@ def cmd_show_example(args) -> int:
 def cmd_export_flat(args) -> int:
     import logging
 
+    from pipelines.core.lock import out_lock
     from pipelines.stages.shards import export_flat
 
-    manifests = export_flat(args.shards, args.out, log=logging.getLogger("socialcorpus.shards"))
+    source_out = args.shards.rstrip("/").rsplit("/", 1)[0] if "/" in args.shards.rstrip("/") else "."
+    # The build's OUT (no build rewrites the shards while they are read) and the copy's folder
+    # (one writer): both refused, naming the holder, while another run holds them.
+    with out_lock(source_out, "export-flat (reading)"), out_lock(args.out, "export-flat"):
+        manifests = export_flat(args.shards, args.out, log=logging.getLogger("socialcorpus.shards"))
     summary = {"out": args.out, "schema_version": 2,
                "splits": {k: {"rows": m["rows"], "tokens": m["tokens"], "shards": len(m["shards"]),
                               "bytes": sum(s["bytes"] for s in m["shards"])} for k, m in manifests.items()}}

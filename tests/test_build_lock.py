@@ -71,6 +71,27 @@ def test_a_second_build_on_the_same_out_refuses_naming_the_holder(corpus, real):
     assert "recovered" not in json.loads(r.stdout)  # a clean release leaves nothing to take over
 
 
+def test_export_flat_refuses_while_a_build_holds_its_source_or_a_run_holds_its_target(corpus, tmp_path):
+    from pipelines.stages import shards as SH
+
+    cfg, out = corpus
+    assert socialcorpus("build", "--config", cfg).returncode == 0
+    dest = str(tmp_path / "flat")
+    for held in (out, dest):
+        holder = hold(held)
+        try:
+            r = socialcorpus("export-flat", "--shards", storage.join(out, "shards"), "--out", dest)
+            assert r.returncode == 2 and f"pid {holder.pid}" in r.stderr, r.stderr
+            assert not os.path.exists(storage.join(dest, "train"))  # nothing was written
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+    r = socialcorpus("export-flat", "--shards", storage.join(out, "shards"), "--out", dest, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["schema_version"] == 2
+    assert SH.verify_manifest(storage.join(dest, "train", SH.MANIFEST)).passed
+
+
 def test_the_lock_of_a_killed_build_is_taken_over_with_a_warning(corpus):
     cfg, out = corpus
     holder = hold(out)

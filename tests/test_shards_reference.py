@@ -244,6 +244,22 @@ def test_a_resumed_reference_stream_continues_the_same_sequence(demo_builds):
         assert assert_same_batches(data.make_loader(rest), full[start:], f"start={start}") == len(full) - start
 
 
+def test_a_stream_that_has_mapped_its_store_pickles_without_it(demo_builds):
+    """A stream iterated in the parent before it goes to DataLoader workers must not ship the
+    mapped store arrays to each worker (pickling a memmap copies it): workers map it themselves."""
+    import pickle
+
+    m = data.load_manifest(demo_builds["reference"].manifest("train"))
+    stream = data.ShardStream(m, 16, seed=2, block_size=64, history_size=32)
+    first = next(iter(stream))
+    assert stream._store is not None
+    blob = pickle.dumps(stream)
+    assert len(blob) < 100_000 < m.store_tokens * 4       # the store's ids alone would be more
+    again = pickle.loads(blob)
+    assert again._store is None
+    assert_same_batch(next(iter(again)), first, "unpickled")
+
+
 # -- 4. integrity ------------------------------------------------------------------------------------
 
 def test_a_changed_store_file_is_refused_by_the_loader_and_by_verify(demo_builds, tmp_path, monkeypatch):

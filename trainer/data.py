@@ -383,6 +383,10 @@ class ShardStream(IterableDataset):
         """Batches this rank yields in this epoch, counting from ``start``."""
         return max(0, sum(self.per_slot) - self.start)
 
+    def __getstate__(self) -> dict:
+        # A DataLoader worker maps the store itself: never pickle the mapped arrays (a copy each).
+        return {**self.__dict__, "_store": None}
+
     def _assemble(self, rows: pa.Table) -> pa.Table:
         """Reference rows as the flat rows collate reads (the store mapped at first use, per worker)."""
         if self._store is None:
