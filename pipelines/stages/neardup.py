@@ -38,8 +38,9 @@ from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
 ROW, NTOK, SIG, KEYS = "_row", "_n_tokens", "_sig", "_band_keys"
+SIGNATURE_BATCH = 4_096  # messages shingled at a time (the shingle table is ~100x their rows): bounds memory
 _MAX_ROUNDS = 100  # label propagation with pointer jumping needs O(log diameter) rounds
-SIGNATURES = pa.schema([pa.field(ROW, pa.int64()), pa.field(NTOK, pa.int32()),
+SIGNATURES = pa.schema([pa.field(M.message_id, pa.string()), pa.field(NTOK, pa.int32()),
                         pa.field(SIG, pa.list_(pa.int32())), pa.field(KEYS, pa.list_(pa.int64()))])
 BANDS = pa.schema([pa.field(ROW, pa.int64()), pa.field("band", pa.int32()), pa.field("key", pa.int64())])
 VERDICTS = pa.schema([pa.field("u", pa.int64()), pa.field("v", pa.int64()), pa.field("same", pa.bool_())])
@@ -57,7 +58,7 @@ def _fixed(values: np.ndarray, width: int) -> pa.Array:
 
 
 def _signature_batches(cfg: NearDupConfig):
-    """map_batches: (``_row``, title, text) -> (``_row``, word count, signature, band keys), as bits."""
+    """map_batches: (message_id, title, text) -> (message_id, word count, signature, band keys), as bits."""
 
     def run(batches):
         for b in batches:
@@ -67,7 +68,7 @@ def _signature_batches(cfg: NearDupConfig):
             sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
             keys = band_keys(sig, cfg.bands, cfg.rows)
             yield pa.RecordBatch.from_arrays(
-                [b.column(b.schema.get_field_index(ROW)).cast(pa.int64()), pa.array(n_words.astype(np.int32)),
+                [b.column(b.schema.get_field_index(M.message_id)).cast(pa.string()), pa.array(n_words.astype(np.int32)),
                  _fixed(sig.reshape(-1).view(np.int32), cfg.num_perm),
                  _fixed(keys.reshape(-1).view(np.int64), cfg.bands)], schema=SIGNATURES)
 
@@ -157,9 +158,14 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
     candidate_edges, verified_edges, clusters, duplicates (rows with is_target false), by
     platform, mass_dup_clusters and mass_dup_rows. Deterministic for a given input and config.
     """
-    base = engine.materialize(engine.number_rows(messages, ROW, partition_by=[], order_by=[M.message_id]))
-    sigs = engine.materialize(engine.map_batches(base.select(ROW, M.title, M.text), _signature_batches(cfg),
-                                                 SIGNATURES))
+    # Row numbers by message_id: a small (message_id, _row) table; the texts are read once, for the
+    # signatures, and the output is the input joined with the marks (no copy of the rows in between).
+    ids = engine.materialize(engine.number_rows(messages.select(M.message_id), ROW, partition_by=[],
+                                                order_by=[M.message_id]))
+    sigs = engine.materialize(
+        engine.map_batches(messages.select(M.message_id, M.title, M.text), _signature_batches(cfg), SIGNATURES,
+                           batch_rows=SIGNATURE_BATCH)
+        .join(ids, on=M.message_id).select(ROW, NTOK, SIG, KEYS))
     eligible = sigs.filter(nw.col(NTOK) >= cfg.min_tokens)
     bands = engine.map_batches(eligible.select(ROW, KEYS), _band_rows(cfg.bands), BANDS)
     edges = engine.materialize(candidate_edges(bands))
@@ -173,8 +179,9 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
         labels = components(verified, engine)
     else:
         labels = engine.materialize(edges.select(nw.col("u").alias("node"), nw.col("v").alias("label")).head(0))
-    clustered = base.select(ROW, M.message_id, M.created_at, M.time_ordinal, M.author_id).join(
-        labels.rename({"node": ROW}), on=ROW)
+    clustered = engine.materialize(
+        messages.select(M.message_id, M.created_at, M.time_ordinal, M.author_id, M.platform)
+        .join(ids, on=M.message_id).join(labels.rename({"node": ROW}), on=ROW))
     first = engine.first_by(clustered, ["label"], [(M.created_at, False), (M.time_ordinal, False),
                                                    (M.message_id, False)])
     sizes = clustered.group_by("label").agg(nw.len().cast(nw.Int32).alias("_size"))
@@ -184,19 +191,22 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
         first.select("label", nw.col(M.message_id).alias("_canon")).join(sizes, on="label")
         .join(authors, on="label", how="left")
         .with_columns((nw.col("_authors").fill_null(0) >= cfg.mass_dup_authors).alias("_mass")))
-    tagged = clustered.select(ROW, "label").join(canon.select("label", "_canon", "_size", "_mass"), on="label")
-    out = engine.materialize(
-        base.join(tagged.drop("label"), on=ROW, how="left")
-        .with_columns(
-            (nw.col("_canon").is_null() | (nw.col("_canon") == nw.col(M.message_id))).alias(DEDUP.is_target),
-            nw.when(nw.col("_canon") != nw.col(M.message_id)).then(nw.col("_canon")).alias(DEDUP.dup_of),
-            nw.col("_size").fill_null(1).cast(nw.Int32).alias(DEDUP.dup_cluster_size),
-            nw.col("_mass").fill_null(False).alias(DEDUP.mass_dup))
-        .drop(ROW, "_canon", "_size", "_mass"))
+    tagged = engine.materialize(clustered.select(M.message_id, M.platform, "label").join(
+        canon.select("label", "_canon", "_size", "_mass"), on="label"))
+    out = (messages.join(tagged.select(M.message_id, "_canon", "_size", "_mass"), on=M.message_id, how="left")
+           .with_columns(
+               (nw.col("_canon").is_null() | (nw.col("_canon") == nw.col(M.message_id))).alias(DEDUP.is_target),
+               nw.when(nw.col("_canon") != nw.col(M.message_id)).then(nw.col("_canon")).alias(DEDUP.dup_of),
+               nw.col("_size").fill_null(1).cast(nw.Int32).alias(DEDUP.dup_cluster_size),
+               nw.col("_mass").fill_null(False).alias(DEDUP.mass_dup))
+           .drop("_canon", "_size", "_mass"))
+    # The counts come from the clustered rows (every row outside a cluster is a target, not mass_dup).
     counts = engines.to_polars(sigs.select(nw.len().alias("n"),
                                            (nw.col(NTOK) >= cfg.min_tokens).cast(nw.Int64).sum().alias("c"))).row(0)
-    dups = engines.to_polars(out.filter(~nw.col(DEDUP.is_target)).group_by(M.platform).agg(nw.len().alias("n")))
+    dups = engines.to_polars(tagged.filter(nw.col("_canon") != nw.col(M.message_id)).group_by(M.platform)
+                             .agg(nw.len().alias("n")))
     cl = engines.to_polars(canon.select(nw.len().alias("n"), nw.col("_mass").cast(nw.Int64).sum().alias("m"))).row(0)
+    mass_rows = engines.to_polars(tagged.select(nw.col("_mass").cast(nw.Int64).sum())).item()
     n, c = int(counts[0]), int(counts[1] or 0)
     stats = {
         "rows_in": n,
@@ -210,7 +220,7 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
         "duplicates": int(dups["n"].sum()),
         "duplicates_by_platform": dict(sorted((k, int(v)) for k, v in dups.iter_rows())),
         "mass_dup_clusters": int(cl[1] or 0),
-        "mass_dup_rows": int(engines.to_polars(out.select(nw.col(DEDUP.mass_dup).cast(nw.Int64).sum())).item() or 0),
+        "mass_dup_rows": int(mass_rows or 0),
     }
     return out, stats
 
