@@ -1,5 +1,8 @@
 """The token shard rows the pipeline writes and the trainer reads (see docs/shards.md)."""
 
+import hashlib
+import posixpath
+
 import pyarrow as pa
 
 from schemas.core import Column, Table
@@ -25,6 +28,21 @@ MENTION = "<mention>"          # in text: a mention of a known author, before ro
 MENTION_ROLE_TOKENS = tuple(f"<mention:{r}>" for r in ROLE_NAMES)  # mention of self/other/third
 PREFIX = 3  # <msg> <role> <gap>
 SUFFIX = 1  # </msg>
+
+
+def resolve(manifest_url: str, path: str) -> str:
+    """The URL of a file a manifest lists: ``path`` as given when absolute or a URL, else relative
+    to the manifest's folder (``../store/…`` normalised, the URL's protocol kept)."""
+    if "://" in path or path.startswith("/"):
+        return path
+    folder = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
+    proto, sep, rest = folder.rpartition("://")
+    return f"{proto}{sep}{posixpath.normpath(posixpath.join(rest, path))}"
+
+
+def store_key(sha256s) -> str:
+    """One token store's identity: the hash of its files' sha256s, in manifest order."""
+    return hashlib.sha256("".join(sha256s).encode()).hexdigest()
 
 TOK = pa.list_(pa.int32())
 I8 = pa.list_(pa.int8())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from schemas import SHARD_REF as R
 from schemas import TOKEN_STORE as TS
 from schemas.assembly import Messages, Specials, exclusive_cumsum, flat_rows
 from schemas.shards import BUILD_RECORD, MENTION, PREFIX, READABLE_VERSIONS, ROLE_THIRD, SHARD_REF_SCHEMA_VERSION, SUFFIX
+from schemas.shards import resolve
+from schemas.shards import store_key as schemas_store_key
 
 CACHE = os.environ.get("SOCIALCORPUS_SHARD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "socialcorpus", "shards"))
 COLUMNS = [S.self_id, S.other_id, S.target_message_id, S.target_labels, S.window_tokens, S.window_roles,
@@ -85,13 +86,8 @@ class Manifest:
                 "vocab_size": self.vocab_size}
 
 
-def _shard(root: str, s: dict) -> Shard:
-    path = s["path"]
-    url = path if "://" in path or path.startswith("/") else posixpath.normpath(f"{root}/{path}")
-    if "://" in root and "://" not in path and not path.startswith("/"):
-        proto, rest = root.split("://", 1)
-        url = f"{proto}://{posixpath.normpath(f'{rest}/{path}')}"
-    return Shard(url, int(s["rows"]), s["sha256"], tuple(int(n) for n in s["row_groups"]))
+def _shard(manifest_url: str, s: dict) -> Shard:
+    return Shard(resolve(manifest_url, s["path"]), int(s["rows"]), s["sha256"], tuple(int(n) for n in s["row_groups"]))
 
 
 def load_manifest(url: str) -> Manifest:
@@ -112,13 +108,12 @@ def load_manifest(url: str) -> Manifest:
     if "<pad>" not in doc["special_tokens"]:
         raise ValueError(f"{url}: special_tokens has no '<pad>'")
     check_build_complete(url, doc.get("split", "?"), hashlib.sha256(raw).hexdigest())
-    root = url.rsplit("/", 1)[0] if "/" in url else "."
-    shards = tuple(_shard(root, s) for s in doc["shards"])
+    shards = tuple(_shard(url, s) for s in doc["shards"])
     store = doc.get("store") or {}
     if doc["schema_version"] == SHARD_REF_SCHEMA_VERSION and not store:
         raise ValueError(f"{url}: a schema version {SHARD_REF_SCHEMA_VERSION} manifest without its token store; "
                          "rebuild the shards")
-    store_files = tuple(_shard(root, s) for s in store.get("files", ()))
+    store_files = tuple(_shard(url, s) for s in store.get("files", ()))
     for s in (*shards, *store_files):
         if sum(s.row_groups) != s.rows:
             raise ValueError(f"{url}: shard {s.url}: row groups sum to {sum(s.row_groups)}, not rows={s.rows}")
@@ -214,7 +209,7 @@ _STORE_ARRAYS = ("offsets", "ids", "body_len", "author", "body_bytes", "time", "
 
 
 def store_key(manifest: Manifest) -> str:
-    return hashlib.sha256("".join(s.sha256 for s in manifest.store).encode()).hexdigest()
+    return schemas_store_key(s.sha256 for s in manifest.store)
 
 
 def prepare_store(manifest: Manifest) -> str:

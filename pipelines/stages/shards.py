@@ -51,7 +51,7 @@ from schemas import SHARD_REF as R
 from schemas import SHARD_SCHEMA_VERSION
 from schemas import TOKEN_STORE as TS
 from schemas.assembly import Messages, Specials, flat_rows
-from schemas.shards import SHARD_REF_SCHEMA_VERSION
+from schemas.shards import SHARD_REF_SCHEMA_VERSION, resolve, store_key
 from schemas.shards import BUILD_RECORD
 from schemas import TIMELINE as TL
 
@@ -114,16 +114,13 @@ def _tokens_of(table: pa.Table) -> int:
     return int(pc.sum(pc.list_value_length(table.column(TS.tokens))).as_py() or 0)
 
 
-def encode_shard(table: pa.Table, index: int, cfg: ShardsConfig, *, row_group_rows: int | None = None
-                 ) -> tuple[str, bytes, dict]:
+def encode_shard(table: pa.Table, index: int, cfg: ShardsConfig, *, row_group_rows: int | None = None,
+                 dictionary: list[str] | None = None) -> tuple[str, bytes, dict]:
     """One shard file: (name, Parquet bytes, its manifest entry) for ``table`` (rows with the
     split's metadata), the ``index``-th file of its folder. Same rows and config give the same bytes."""
     buf = io.BytesIO()
-    dict_cols = [c for c in _DICT_COLUMNS if c in table.column_names]
-    if TS.tokens in table.column_names:
-        dict_cols = [TS.timeline_id]
     pq.write_table(table, buf, compression="zstd", row_group_size=row_group_rows or cfg.row_group_rows,
-                   use_dictionary=dict_cols)
+                   use_dictionary=_DICT_COLUMNS if dictionary is None else dictionary)
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     # The content hash in the name: a rewrite never overwrites a file the old manifest names.
@@ -216,7 +213,8 @@ def write_store(table: pa.Table, shards_url: str, cfg: ShardsConfig, *, tokenize
     files = []
     with progress("write token store", log, total=table.num_rows, unit="msgs") as p:
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg, row_group_rows=STORE_ROW_GROUP_ROWS)
+            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg, row_group_rows=STORE_ROW_GROUP_ROWS,
+                                             dictionary=[TS.timeline_id])
             _put_bytes(fs, posixpath.join(path, name), data)
             files.append({**entry, "path": f"../{STORE}/{name}"})
             p.update(b - a, files=i + 1)
@@ -224,16 +222,16 @@ def write_store(table: pa.Table, shards_url: str, cfg: ShardsConfig, *, tokenize
             "files": files}
 
 
-def remove_unnamed_store_files(shards_url: str, stores: list[dict]) -> None:
-    """After every split's manifest is in place: remove store files no manifest names (the whole
-    folder when none does, as after a flat-layout build)."""
+def remove_unnamed_store_files(shards_url: str, store: dict | None) -> None:
+    """After every split's manifest is in place: remove the store files ``store`` (the entry the
+    manifests carry) does not name; the whole folder when there is none (a flat-layout build)."""
     fs, path = storage.fs_and_path(posixpath.join(shards_url, STORE))
-    keep = {posixpath.basename(f["path"]) for st in stores for f in st["files"]}
-    if fs.exists(path):
-        if keep:
-            _remove_unnamed(fs, path, keep)
-        else:
-            storage._rm(fs, path, recursive=True)
+    if not fs.exists(path):
+        return
+    if store is None:
+        storage._rm(fs, path, recursive=True)
+    else:
+        _remove_unnamed(fs, path, {posixpath.basename(f["path"]) for f in store["files"]})
 
 
 def _verify_file(fs, p: str, s: dict, tokenizer_sha256: str, bad: list) -> tuple[int, int, pq.ParquetFile | None]:
@@ -272,10 +270,9 @@ def verify_manifest(manifest_url: str) -> CheckResult:
     if not fs.exists(mpath):
         return CheckResult(name, False, 1, f"{manifest_url}: no manifest")
     man = json.loads(fs.cat_file(mpath))
-    folder = posixpath.dirname(mpath)
     bad, rows, tokens, min_ref, max_ref = [], 0, 0, 0, -1
     for s in man["shards"]:
-        n, t, pf = _verify_file(fs, posixpath.join(folder, s["path"]), s, man["tokenizer_sha256"], bad)
+        n, t, pf = _verify_file(fs, resolve(mpath, s["path"]), s, man["tokenizer_sha256"], bad)
         rows, tokens = rows + n, tokens + t
         if pf is not None and "store" in man:
             refs = pf.read(columns=[R.window_msgs, R.own_msgs, R.other_msgs])
@@ -290,8 +287,7 @@ def verify_manifest(manifest_url: str) -> CheckResult:
     if "store" in man:
         st, srows, stokens = man["store"], 0, 0
         for s in st["files"]:
-            n, t, _ = _verify_file(fs, posixpath.normpath(posixpath.join(folder, s["path"])), s,
-                                   man["tokenizer_sha256"], bad)
+            n, t, _ = _verify_file(fs, resolve(mpath, s["path"]), s, man["tokenizer_sha256"], bad)
             srows, stokens = srows + n, stokens + t
         n_files += len(st["files"])
         if not bad and (srows != st["rows"] or stokens != st["tokens"]):
@@ -311,17 +307,6 @@ def verify_manifest(manifest_url: str) -> CheckResult:
 _STORES: dict[str, Messages] = {}  # store key -> the store's arrays, read once per process
 
 
-def _folder_url(manifest_url: str) -> str:
-    return manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
-
-
-def _file_url(folder: str, rel: str) -> str:
-    if "://" in folder:
-        proto, rest = folder.split("://", 1)
-        return f"{proto}://{posixpath.normpath(posixpath.join(rest, rel))}"
-    return posixpath.normpath(posixpath.join(folder, rel))
-
-
 def read_manifest(manifest_url: str) -> dict:
     fs, path = storage.fs_and_path(manifest_url)
     if not fs.exists(path):
@@ -332,18 +317,18 @@ def read_manifest(manifest_url: str) -> dict:
 
 def read_file(manifest_url: str, entry: dict, **kw) -> pa.Table:
     """One file a manifest lists (a shard or a store file), as it is on storage."""
-    fs, path = storage.fs_and_path(_file_url(_folder_url(manifest_url), entry["path"]))
+    fs, path = storage.fs_and_path(resolve(manifest_url, entry["path"]))
     with fs.open(path, "rb") as f:
         return pq.read_table(f, **kw)
 
 
 def store_of(manifest_url: str, man: dict) -> Messages:
     """The token store a reference-layout manifest names, every file sha256-checked, read once."""
-    key = hashlib.sha256("".join(f["sha256"] for f in man["store"]["files"]).encode()).hexdigest()
+    key = store_key(f["sha256"] for f in man["store"]["files"])
     if key not in _STORES:
         parts = []
         for f in man["store"]["files"]:
-            fs, path = storage.fs_and_path(_file_url(_folder_url(manifest_url), f["path"]))
+            fs, path = storage.fs_and_path(resolve(manifest_url, f["path"]))
             data = fs.cat_file(path)
             if hashlib.sha256(data).hexdigest() != f["sha256"]:
                 raise ValueError(f"{manifest_url}: token store file {f['path']}: sha256 differs from the manifest's; "
@@ -430,13 +415,13 @@ def write_build_record(shards_url: str, splits, *, config_hash: str, tokenizer_s
     """Last step of a shards write: ``OUT/shards/_BUILD_COMPLETE.json`` naming each split's
     manifest with the sha256 of its bytes as they are on storage now. Returns the record."""
     fs, path = storage.fs_and_path(shards_url)
-    entries = {}
+    entries, versions = {}, set()
     for split in splits:
         data = fs.cat_file(posixpath.join(path, split, MANIFEST))
         man = json.loads(data)
         entries[split] = {"manifest": f"{split}/{MANIFEST}", "manifest_sha256": hashlib.sha256(data).hexdigest(),
                           "rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
-    versions = {json.loads(fs.cat_file(posixpath.join(path, split, MANIFEST)))["schema_version"] for split in splits}
+        versions.add(man["schema_version"])
     record = {"record_version": 1, "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "engine": engine, "config_hash": config_hash, "tokenizer_sha256": tokenizer_sha256,
               "schema_version": max(versions, default=SHARD_SCHEMA_VERSION), "splits": entries}
@@ -570,7 +555,7 @@ def run(ctx, engine=None) -> StageResult:
         summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
         total_tokens += man["tokens"]
         shard_bytes += sum(s["bytes"] for s in man["shards"])
-    remove_unnamed_store_files(shards_url, [store] if store is not None else [])
+    remove_unnamed_store_files(shards_url, store)
     write_build_record(shards_url, splits, config_hash=config_hash(ctx.config),
                        tokenizer_sha256=tok_sha, engine=engine.name)
     t_shards = time.monotonic() - t1
