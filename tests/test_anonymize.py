@@ -137,7 +137,7 @@ def test_same_secret_same_output_different_secret_unlinkable(planted, anon, engi
 
 def test_summary_records_recognizers_and_never_the_secret(anon):
     _, stats = anon
-    assert "PhoneRecognizer" in stats["pii"]["recognizers"] and "ProfileUrlRecognizer" in stats["pii"]["recognizers"]
+    assert "CandidatePhoneRecognizer" in stats["pii"]["recognizers"] and "ProfileUrlRecognizer" in stats["pii"]["recognizers"]
     assert stats["pii"]["person_names"].startswith("disabled")
     assert stats["rows_in"] == stats["rows_out"]
     assert 0 < stats["presidio_rate"] < 0.5  # the prefilter spares most messages

@@ -31,6 +31,9 @@ def test_build_prints_a_stage_table_and_writes_the_full_json_to_a_file(telegram_
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("ingest ", "dedup "))}
     assert rows["ingest"][1:3] == [f"{ingest['records']:,}", f"{ingest['messages']:,}"]
     assert rows["dedup"][1:3] == [f"{dedup['rows_in']:,}", f"{dedup['rows_out']:,}"]
+    # each stage's peak resident memory, in the JSON and as the table's last column
+    assert all(summary[s]["peak_rss_mb"] > 10 for s in ("ingest", "dedup"))
+    assert rows["dedup"][-1] == f"{dedup['peak_rss_mb']:,.0f}" and "peak MB" in text
     q = ingest["quarantined"]
     assert (f"quarantine: {q:,} records" if q else "quarantine: empty") in text
     assert f"full summary (JSON): {out / 'build_summary.json'}" in text
@@ -50,13 +53,18 @@ def test_build_json_flag_keeps_the_machine_readable_stdout(telegram_config, tmp_
 
 
 @pytest.mark.slow
-def test_verbose_build_logs_our_progress_but_not_presidio_per_message(telegram_config, capsys):
+def test_verbose_build_logs_our_progress_but_not_presidio_per_message(telegram_config, capsys, monkeypatch):
+    from pipelines.stages import anonymize
+
     cfg, _ = telegram_config
+    # A fresh Presidio engine in each run: building one is where Presidio logs ("Loaded recognizer").
+    monkeypatch.setattr(anonymize, "_PII_ENGINES", {})
     assert cli.main(["-v", "build", "--config", cfg, "--until", "anonymize", "--json"]) == 0
     err = capsys.readouterr().err
     assert "stage anonymize: done" in err and "ingest telegram:" in err
     assert "presidio-analyzer" not in err and "Skipping context extraction" not in err
     # Asked for (-vv), the libraries' INFO lines do come through: the filter is what hides them.
+    monkeypatch.setattr(anonymize, "_PII_ENGINES", {})
     assert cli.main(["-vv", "build", "--config", cfg, "--until", "anonymize", "--json"]) == 0
     assert "presidio-analyzer" in capsys.readouterr().err
 

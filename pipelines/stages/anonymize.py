@@ -372,15 +372,6 @@ def _ascii_foldable(name: str) -> bool:
                for ch in name)
 
 
-def _may_occur(name: str, folded_ascii_text: str) -> bool:
-    """False only when ``name`` certainly has no case-insensitive match in the (ASCII,
-    lower-cased) text: an ASCII name must be a substring; a name with a character that
-    matches no ASCII character cannot match at all; others are kept (conservative)."""
-    if name.isascii():
-        return name in folded_ascii_text
-    return _ascii_foldable(name)
-
-
 def mention_rules() -> str:
     """The mention rule, in words (also in docs/stages/anonymize.md)."""
     return ("explicit `u/name`, `/u/name`, `@name` always count (a name unknown in the community "
@@ -395,20 +386,36 @@ def _known(lookup: dict[tuple[str, str], str], community: str, platform: str, ke
     return lookup.get((community, key)) or lookup.get((platform_scope(platform), key))
 
 
+@lru_cache(maxsize=8192)
+def _split_names(cands: tuple[str, ...]) -> tuple[frozenset, tuple, tuple, tuple, bool]:
+    """A row's candidate names split as :func:`replace_mentions` uses them: (one-word names, the same
+    sorted, the other names sorted, whether each of those is ASCII, whether every one-word name is
+    ASCII). Rows of a community share their candidate tuple, so the split is made once per
+    distinct tuple, not per row."""
+    simple = frozenset(c for c in cands if _SIMPLE.fullmatch(c))
+    complex_sorted = tuple(sorted(c for c in cands if c not in simple))
+    return (simple, tuple(sorted(simple)), complex_sorted, tuple(c.isascii() for c in complex_sorted),
+            all(c.isascii() for c in simple))
+
+
 def replace_mentions(text: str, community: str, platform: str, cands: tuple[str, ...],
                      lookup: dict[tuple[str, str], str], secret: bytes) -> tuple[str, int]:
     """Replace mentions in one string (Python ``re`` with a callback: the replacement depends on
     a lookup). ``cands`` are the mentionable known names (lower case) whose first word occurs in it."""
     n = 0
-    simple = {c for c in cands if _SIMPLE.fullmatch(c)}
+    simple, simple_sorted, complex_sorted, complex_ascii, simple_ascii = _split_names(cands)
     # Only the multi-part names whose first word occurs here, and of those only the ones that
     # can match at all: for ASCII text and an ASCII name a case-insensitive match needs the
     # name as a substring of the lower-cased text (non-ASCII names are kept: `re.I` folds
     # e.g. `ſ` onto `s`). Most rows then share the one pattern with no name alternatives, so
     # the regex is compiled once per distinct set of names actually present, not per row.
     folded = text.lower() if text.isascii() else None
-    complex_names = tuple(sorted(c for c in cands if c not in simple
-                                 and (folded is None or _may_occur(c, folded))))
+    # A name is dropped only when it certainly has no case-insensitive match in the (ASCII,
+    # lower-cased) text: an ASCII name must be a substring; a name with a character that matches
+    # no ASCII character cannot match at all; other non-ASCII names are kept (conservative).
+    complex_names = (complex_sorted if folded is None
+                     else tuple(c for c, asc in zip(complex_sorted, complex_ascii)
+                                if (c in folded if asc else _ascii_foldable(c))))
 
     def sub(m: re.Match) -> str:
         nonlocal n
@@ -435,8 +442,8 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
         n += 1
         return mention(ps)
 
-    if simple and folded is not None and all(c.isascii() for c in simple):
-        present = tuple(sorted(c for c in simple if c in folded))
+    if simple and folded is not None and simple_ascii:
+        present = tuple(c for c in simple_sorted if c in folded)
         rx = _mention_regex_named(complex_names, present) if present else _mention_regex(complex_names, False)
     else:
         rx = _mention_regex(complex_names, bool(simple))
@@ -612,8 +619,14 @@ def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secr
         new_cols[col] = new_col
     for ts in types_by_row.values():
         c.stats.update(ts)
-    typed = pl.DataFrame({"_row": list(types_by_row), ANON.pii_types: list(types_by_row.values())},
-                         schema={"_row": pl.UInt32, ANON.pii_types: pl.List(pl.String)})
+    # Built from one flat list and offsets (Arrow), not from a list of lists: Polars would convert
+    # each inner list on its own.
+    offsets = [0]
+    for ts in types_by_row.values():
+        offsets.append(offsets[-1] + len(ts))
+    flat = pa.array([t for ts in types_by_row.values() for t in ts], pa.string())
+    typed = pl.DataFrame({"_row": pl.Series(list(types_by_row), dtype=pl.UInt32),
+                          ANON.pii_types: pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat))})
     pii_types = (df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
                  .join(typed, on="_row", how="left", maintain_order="left")[ANON.pii_types]
                  .fill_null(pl.lit([], dtype=pl.List(pl.String))))
