@@ -11,8 +11,9 @@ from datasketch import MinHash
 from pipelines.core import storage
 from pipelines.stages.dedup import dedup_records
 from pipelines.stages.ingest import ingest
-from pipelines.core.minhash import shingle_frame, shingles_reference, signatures
-from pipelines.stages.neardup import NearDupConfig, components, near_dedup
+from pipelines import engines
+from pipelines.core.minhash import EMPTY, shingle_frame, shingles_reference, signatures
+from pipelines.stages.neardup import ROW, SIG, NearDupConfig, band_edges, components, document_text, near_dedup
 from schemas import DEDUP
 from schemas import MESSAGES as M
 
@@ -47,6 +48,37 @@ def test_minhash_equals_datasketch_bit_for_bit(real_messages):
         for s in ref:
             m.update(s.encode("utf-8"))
         assert np.array_equal(m.hashvalues, sig[i]), i
+
+
+def test_signatures_skip_texts_under_min_words_and_keep_the_others(real_messages):
+    texts = real_messages.filter(pl.col(M.platform).is_in(["reddit", "irc"])).head(600)[M.text]
+    full, n_words = signatures(texts, num_perm=32, seed=3, k=3)
+    part, n_words2 = signatures(texts, num_perm=32, seed=3, k=3, min_words=8)
+    long = n_words >= 8
+    assert 0 < long.sum() < len(texts) and np.array_equal(n_words, n_words2)
+    assert np.array_equal(part[long], full[long]) and (part[~long] == EMPTY).all()
+
+
+def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
+    """Band by band on the engine = every (band, band values) bucket of the candidates, each
+    member linked to the bucket's smallest row, computed here in plain Python."""
+    df, _ = planted
+    cfg = NearDupConfig()
+    sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
+    eligible = np.flatnonzero(n_words >= cfg.min_tokens)
+    want = set()
+    for band in range(cfg.bands):
+        buckets = {}
+        for r in eligible.tolist():
+            buckets.setdefault(sig[r, band * cfg.rows:(band + 1) * cfg.rows].tobytes(), []).append(r)
+        for members in buckets.values():
+            want |= {(u, min(members)) for u in members if u != min(members)}
+    frame = pl.DataFrame({ROW: np.arange(len(df), dtype=np.int64),
+                          SIG: pl.Series(sig.view(np.int32)).cast(pl.List(pl.Int32))})
+    frame = frame.with_columns(pl.when(pl.Series(n_words >= cfg.min_tokens)).then(pl.col(SIG)).alias(SIG))
+    got = engines.to_polars(band_edges(engines.frame(frame), cfg, engines.of(frame)))
+    assert got.height == len(want) > 100
+    assert set(got.select("u", "v").iter_rows()) == want
 
 
 def test_components_are_connected_sets_labelled_by_smallest_node():

@@ -4,8 +4,9 @@ default ``affine32`` scheme, ``sha1_hash32``, same seed and ``num_perm``).
 datasketch hashes each shingle (UTF-8 bytes) with the first 4 bytes of SHA-1, pre-mixes it
 with the MurmurHash3 32-bit finalizer and applies ``a*h + b mod 2**32`` per permutation; the
 signature is the minimum per permutation. Here shingles come from a Polars expression, SHA-1
-runs once per *distinct* shingle, and the permutation + minimum run as numpy array
-operations over all shingles of a batch at once (``np.minimum.reduceat`` per document).
+runs once per *distinct* shingle of a batch (found on integer word codes, so only distinct
+shingles become strings), and the permutation + minimum run as numpy array operations over
+cache-sized blocks of a batch's shingles (``np.minimum.reduceat`` per document).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import polars as pl
 
 WORD_RE = r"\w+"
 EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's initial (and empty-set) value
-_CHUNK_ROWS = 1 << 18  # shingle rows per permutation block: 256k x 128 x 4 B = 128 MB at most
+_CHUNK_ROWS = 1 << 14  # shingle rows per permutation block: 16k x 128 x 4 B = 8 MB (cache-sized)
 
 _FM1, _FM2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
@@ -50,45 +51,84 @@ def shingles_reference(text: str, k: int) -> set[str]:
     return {" ".join(words[i:i + k]) for i in range(len(words) - k + 1)}
 
 
+def _words(texts: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """Every text's lower-cased ``\\w+`` words, flat and in text order, and the word count of each text."""
+    words = texts.fill_null("").str.to_lowercase().str.extract_all(WORD_RE)
+    n_words = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    return words.explode().drop_nulls(), n_words
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    return np.unique(codes, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _shingles(texts: pl.Series, k: int, min_words: int = 0):
+    """The shingles of each text, as rows: (doc of each k-gram row, index of the row's distinct
+    k-gram, the distinct k-grams' strings), the same for texts of 1..k-1 words (one shingle, all
+    their words; one row each), and the word counts. Texts under ``min_words`` words get none.
+
+    Distinct k-grams are found on integer codes (words numbered within the batch, k codes folded
+    into one integer, re-numbered densely when the fold would overflow), so the only strings
+    built are those of the distinct k-grams."""
+    flat, n_words = _words(texts)
+    doc = np.repeat(np.arange(len(texts), dtype=np.int64), n_words)
+    keep = n_words >= max(min_words, 1)
+    vocab = flat.unique()
+    wc = (flat.to_frame("w").join(vocab.to_frame("w").with_row_index("c"), on="w", how="left",
+                                  maintain_order="left")["c"].to_numpy().astype(np.int64))
+    # k-gram rows start at positions i with doc[i] == doc[i + k - 1] (all inside one text)
+    long_doc = keep & (n_words >= k)
+    starts = np.flatnonzero(long_doc[doc[: len(doc) - k + 1]] & (doc[: len(doc) - k + 1] == doc[k - 1:])) \
+        if len(doc) >= k else np.zeros(0, dtype=np.int64)
+    width = max(len(vocab), 1)
+    code = wc[starts]
+    for j in range(1, k):
+        if int(code.max(initial=0)) + 1 > (np.iinfo(np.int64).max - width) // width:
+            code = _dense(code)
+        code = code * width + wc[starts + j]
+    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    pos = starts[first]
+    grams = (pl.DataFrame({str(j): flat.gather(pos + j) for j in range(k)})
+             .select(pl.concat_str([pl.col(str(j)) for j in range(k)], separator=" ")).to_series())
+    short = np.flatnonzero(keep & (n_words > 0) & (n_words < k))
+    lists = texts.fill_null("").gather(short).str.to_lowercase().str.extract_all(WORD_RE)
+    return doc[starts], inverse.reshape(-1), grams, short, lists.list.join(" "), n_words
+
+
 def shingle_frame(texts: pl.Series, k: int) -> tuple[pl.DataFrame, np.ndarray]:
-    """Distinct (doc, shingle) rows for a Series of texts, and the word count of each text."""
-    words = pl.DataFrame({"doc": np.arange(len(texts), dtype=np.int64),
-                          "w": texts.fill_null("").str.to_lowercase().str.extract_all(WORD_RE)})
-    n_words = words["w"].list.len().fill_null(0).to_numpy()
-    long = words.filter(pl.col("w").list.len() >= k).explode("w")
-    # Rows of one document are contiguous after explode, so plain shifts build the k-grams;
-    # a gram is inside one document iff the row k-1 ahead belongs to the same document.
-    grams = (long.select("doc", pl.concat_str([pl.col("w").shift(-i) for i in range(k)], separator=" ").alias("s"),
-                         (pl.col("doc").shift(-(k - 1)) == pl.col("doc")).alias("ok"))
-             .filter(pl.col("ok")).drop("ok"))
-    short = (words.filter((pl.col("w").list.len() < k) & (pl.col("w").list.len() > 0))
-             .select("doc", pl.col("w").list.join(" ").alias("s")))
-    return pl.concat([grams, short]).unique(maintain_order=False).sort("doc", "s"), n_words
+    """Distinct (doc, shingle) rows for a Series of texts, sorted, and the word count of each text."""
+    docs, inverse, grams, short, short_s, n_words = _shingles(texts, k)
+    rows = pl.concat([pl.DataFrame({"doc": docs, "s": grams.gather(inverse)}),
+                      pl.DataFrame({"doc": short.astype(np.int64), "s": short_s})])
+    return rows.unique().sort("doc", "s"), n_words
 
 
-def signatures(texts: pl.Series, num_perm: int = 128, seed: int = 1, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def _sha1_32(strings: pl.Series) -> np.ndarray:
+    """datasketch's ``sha1_hash32`` of each string's UTF-8 bytes, then the fmix32 pre-mix: uint32."""
+    sha1 = hashlib.sha1  # Python per string (no vectorised SHA-1 at hand); once per distinct shingle
+    h = np.frombuffer(b"".join([sha1(s).digest()[:4] for s in strings.cast(pl.Binary).to_list()]), dtype="<u4")
+    return fmix32(h.astype(np.uint32))
+
+
+def signatures(texts: pl.Series, num_perm: int = 128, seed: int = 1, k: int = 3,
+               min_words: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures (n x num_perm, uint32) of each text's k-word shingle set, and word counts.
 
     Equal to ``datasketch.MinHash(num_perm, seed)`` updated with each shingle's UTF-8 bytes. A
-    text without words gets the empty signature (all 0xFFFFFFFF), as datasketch does.
+    text without words gets the empty signature (all 0xFFFFFFFF), as datasketch does; so does a
+    text under ``min_words`` words (its signature is not computed).
     """
-    sh, n_words = shingle_frame(texts, k)
+    docs, inverse, grams, short, short_s, n_words = _shingles(texts, k, min_words)
     n = len(texts)
     sig = np.full((n, num_perm), EMPTY, dtype=np.uint32)
-    if sh.height == 0:
-        return sig, n_words
-    uniq = sh.select(pl.col("s").unique().sort())
-    # SHA-1 needs Python: once per distinct shingle of the batch, not per occurrence.
-    sha1 = hashlib.sha1
-    h = np.frombuffer(b"".join([sha1(s.encode("utf-8")).digest()[:4] for s in uniq["s"].to_list()]),
-                      dtype="<u4").astype(np.uint32)
-    hv_table = uniq.with_columns(pl.Series("h", fmix32(h)))
-    rows = sh.join(hv_table, on="s", how="left").sort("doc", "s")
-    docs = rows["doc"].to_numpy()
-    hv = rows["h"].to_numpy()
     a, b = permutations(num_perm, seed)
+    if len(short):  # one shingle each: the signature is that shingle's permuted hash
+        sig[short] = _sha1_32(short_s)[:, None] * a[None, :] + b[None, :]
+    if len(docs) == 0:
+        return sig, n_words
+    hv = _sha1_32(grams)[inverse]
     start = 0
-    while start < len(docs):
+    while start < len(docs):  # rows of one text are contiguous (text order)
         end = min(start + _CHUNK_ROWS, len(docs))
         if end < len(docs):  # cut at a document boundary so reduceat sees whole documents
             cut = np.searchsorted(docs, docs[end], side="left")
@@ -96,23 +136,9 @@ def signatures(texts: pl.Series, num_perm: int = 128, seed: int = 1, k: int = 3)
         d = docs[start:end]
         # (num_perm, rows) so the per-document minimum reduces along contiguous memory;
         # uint32 arithmetic wraps mod 2**32 exactly like datasketch's.
-        phv = a[:, None] * hv[None, start:end] + b[:, None]
+        phv = np.multiply(a[:, None], hv[None, start:end])
+        phv += b[:, None]
         bounds = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
         sig[d[bounds]] = np.minimum.reduceat(phv, bounds, axis=1).T
         start = end
     return sig, n_words
-
-
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per (document, band): a mixed fold of the band's ``rows`` values.
-
-    Equal band values give equal keys; different ones collide with probability ~2**-64 (and
-    candidate pairs are verified on the signatures anyway).
-    """
-    s = sig[:, : bands * rows].reshape(sig.shape[0], bands, rows).astype(np.uint64)
-    key = np.full(s.shape[:2], np.uint64(0xCBF29CE484222325), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(rows):
-            key = (key ^ s[:, :, j]) * np.uint64(0x100000001B3)
-            key ^= key >> np.uint64(29)
-    return key

@@ -2,9 +2,14 @@
 
 1. Candidates: messages with at least ``min_tokens`` words (title + text). Shorter messages
    ("lol", "thanks", "+1") are never candidates: repeated short replies are normal speech.
-2. MinHash signatures over k-word shingles (pipelines/core/minhash.py, equal to datasketch's).
-3. LSH banding as a group-by on (band, band key): every message in a bucket is linked to the
-   bucket's smallest row (a star, so a bucket of n messages gives n-1 edges, not n^2).
+2. MinHash signatures over k-word shingles (pipelines/core/minhash.py, equal to datasketch's),
+   computed for the candidates only (a short message's signature is null).
+3. LSH banding, one band at a time, as a group-by on the band's ``rows`` signature values:
+   every message in a bucket is linked to the bucket's smallest row (a star, so a bucket of n
+   messages gives n-1 edges, not n^2). Only one band's (row, values) table exists at a time
+   (8 + 4 x rows bytes per candidate), and each band's edges are materialised before the next
+   band starts: the index beyond the signatures stays about one band's size, whatever the
+   number of bands.
 4. Verification: an edge is kept when the signatures agree on at least ``threshold`` of
    their values (the Jaccard estimate).
 5. Clusters: connected components by iterated min-label propagation over the edges (joins).
@@ -15,15 +20,18 @@
 
 One definition for both engines (narwhals over the engine's frames; pipelines/engines):
 messages are numbered by ``message_id`` (``_row``), so anchors, labels and every result are
-independent of the input order and the same on Polars and Spark. Signatures and band keys are
-computed per Arrow batch (``map_batches``: numpy, pipelines/core/minhash.py), as are the
-signature comparisons of the candidate edges; everything else is joins and group-bys. The
-uint32 signature values and uint64 band keys travel as the same bits in int32 / int64 (Spark
-has no unsigned types; equality, the only thing used, is unchanged). No per-document Python
-objects and no in-memory LSH index.
+independent of the input order and the same on Polars and Spark. Signatures are computed per
+Arrow batch (``map_batches``: numpy, pipelines/core/minhash.py, two batches in flight on two
+threads), as are the signature comparisons of the candidate edges; everything else is list
+element access, joins and group-bys. The uint32 signature values travel as the same bits in
+int32 (Spark has no unsigned types; equality, the only thing used, is unchanged). No
+per-document Python objects and no in-memory LSH index.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import narwhals as nw
 import numpy as np
@@ -31,18 +39,18 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines import engines
-from pipelines.core.minhash import band_keys, signatures
+from pipelines.core.minhash import signatures
 from pipelines.core.settings import NearDupConfig  # the [neardup] section, with every section in core/settings
 from pipelines.core.results import StageResult
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
-ROW, NTOK, SIG, KEYS = "_row", "_n_tokens", "_sig", "_band_keys"
-SIGNATURE_BATCH = 4_096  # messages shingled at a time (the shingle table is ~100x their rows): bounds memory
+ROW, NTOK, SIG = "_row", "_n_tokens", "_sig"
+SIGNATURE_BATCH = 16_384  # messages shingled at a time (~25 shingle rows each): bounds the shingle table
+SIGNATURE_THREADS = 2  # batches in flight (threads): Python's SHA-1 loop of one beside numpy/Polars of the other
 _MAX_ROUNDS = 100  # label propagation with pointer jumping needs O(log diameter) rounds
 SIGNATURES = pa.schema([pa.field(M.message_id, pa.string()), pa.field(NTOK, pa.int32()),
-                        pa.field(SIG, pa.list_(pa.int32())), pa.field(KEYS, pa.list_(pa.int64()))])
-BANDS = pa.schema([pa.field(ROW, pa.int64()), pa.field("band", pa.int32()), pa.field("key", pa.int64())])
+                        pa.field(SIG, pa.list_(pa.int32()))])
 VERDICTS = pa.schema([pa.field("u", pa.int64()), pa.field("v", pa.int64()), pa.field("same", pa.bool_())])
 
 
@@ -52,43 +60,43 @@ def document_text(df: pl.DataFrame) -> pl.Series:
                                    separator="\n").alias("doc"))["doc"]
 
 
-def _fixed(values: np.ndarray, width: int) -> pa.Array:
-    n = len(values) // width if width else 0
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32)), pa.array(values))
+def _lists(values: np.ndarray, width: int, valid: np.ndarray) -> pa.Array:
+    """``width`` values per valid row (``values`` holds the valid rows' only), null elsewhere."""
+    offsets = np.r_[0, np.cumsum(valid.astype(np.int64) * width)].astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(~valid))
 
 
 def _signature_batches(cfg: NearDupConfig):
-    """map_batches: (message_id, title, text) -> (message_id, word count, signature, band keys), as bits."""
+    """map_batches: (message_id, title, text) -> (message_id, word count, signature as int32 bits;
+    null under ``min_tokens`` words: never a candidate, so never computed)."""
+
+    def one(b: pa.RecordBatch) -> pa.RecordBatch:
+        df = pl.from_arrow(pa.Table.from_batches([b]))
+        sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size,
+                                  min_words=cfg.min_tokens)
+        valid = n_words >= cfg.min_tokens
+        return pa.RecordBatch.from_arrays(
+            [b.column(b.schema.get_field_index(M.message_id)).cast(pa.string()), pa.array(n_words.astype(np.int32)),
+             _lists(sig[valid].reshape(-1).view(np.int32), cfg.num_perm, valid)], schema=SIGNATURES)
 
     def run(batches):
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            df = pl.from_arrow(pa.Table.from_batches([b]))
-            sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
-            keys = band_keys(sig, cfg.bands, cfg.rows)
-            yield pa.RecordBatch.from_arrays(
-                [b.column(b.schema.get_field_index(M.message_id)).cast(pa.string()), pa.array(n_words.astype(np.int32)),
-                 _fixed(sig.reshape(-1).view(np.int32), cfg.num_perm),
-                 _fixed(keys.reshape(-1).view(np.int64), cfg.bands)], schema=SIGNATURES)
+        yield from _in_order(one, (b for b in batches if b.num_rows))
 
     return run
 
 
-def _band_rows(bands: int):
-    """map_batches: (``_row``, band keys) -> one (``_row``, band, key) row per band."""
-
-    def run(batches):
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            rows = b.column(0).to_numpy()
-            keys = b.column(1).flatten().to_numpy()
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(np.repeat(rows, bands)), pa.array(np.tile(np.arange(bands, dtype=np.int32), len(rows))),
-                 pa.array(keys)], schema=BANDS)
-
-    return run
+def _in_order(fn, items, workers: int = SIGNATURE_THREADS):
+    """``fn`` over ``items`` on ``workers`` threads, results in input order, at most ``workers``
+    items in flight. A batch's SHA-1 loop holds the GIL while the other batch's Polars and numpy
+    work (which release it) runs beside it."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers) as pool:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _verdicts(num_perm: int, threshold: float):
@@ -107,12 +115,27 @@ def _verdicts(num_perm: int, threshold: float):
     return run
 
 
-def candidate_edges(bands: nw.LazyFrame) -> nw.LazyFrame:
-    """LSH buckets as a group-by: distinct (u, v) star edges, v = the smallest row of each shared bucket."""
-    anchors = (bands.group_by("band", "key").agg(nw.col(ROW).min().alias("v"), nw.len().alias("_n"))
+def candidate_edges(keys: nw.LazyFrame, by: list[str]) -> nw.LazyFrame:
+    """One band's LSH buckets as a group-by on the band's values ``by`` (one row per candidate):
+    distinct (u, v) star edges, v = the smallest row of each bucket with more than one row."""
+    anchors = (keys.group_by(*by).agg(nw.col(ROW).min().alias("v"), nw.len().alias("_n"))
                .filter(nw.col("_n") > 1).drop("_n"))
-    return (bands.join(anchors, on=["band", "key"]).filter(nw.col(ROW) != nw.col("v"))
+    return (keys.join(anchors, on=by).filter(nw.col(ROW) != nw.col("v"))
             .select(nw.col(ROW).alias("u"), "v").unique())
+
+
+def band_edges(sigs: nw.LazyFrame, cfg: NearDupConfig, engine) -> nw.LazyFrame:
+    """Candidate edges of all bands, materialised: band by band, each band's (row, its ``rows``
+    signature values) table taken from the signatures, grouped, and dropped before the next
+    band (the band index is never whole). Buckets are the band's values themselves: no key
+    hash, no Python per band."""
+    by = [f"_b{j}" for j in range(cfg.rows)]
+    per_band = []
+    for band in range(cfg.bands):
+        keys = (sigs.select(ROW, *[nw.col(SIG).list.get(band * cfg.rows + j).alias(c) for j, c in enumerate(by)])
+                .filter(~nw.col(by[0]).is_null()))
+        per_band.append(engine.materialize(candidate_edges(keys, by)))
+    return engine.materialize(nw.concat(per_band).unique())
 
 
 def components(edges, engine=None):
@@ -165,10 +188,8 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
     sigs = engine.materialize(
         engine.map_batches(messages.select(M.message_id, M.title, M.text), _signature_batches(cfg), SIGNATURES,
                            batch_rows=SIGNATURE_BATCH)
-        .join(ids, on=M.message_id).select(ROW, NTOK, SIG, KEYS))
-    eligible = sigs.filter(nw.col(NTOK) >= cfg.min_tokens)
-    bands = engine.map_batches(eligible.select(ROW, KEYS), _band_rows(cfg.bands), BANDS)
-    edges = engine.materialize(candidate_edges(bands))
+        .join(ids, on=M.message_id).select(ROW, NTOK, SIG))
+    edges = band_edges(sigs, cfg, engine)
     pairs = (edges.join(sigs.select(nw.col(ROW).alias("u"), nw.col(SIG).alias("_su")), on="u")
              .join(sigs.select(nw.col(ROW).alias("v"), nw.col(SIG).alias("_sv")), on="v")
              .select("u", "v", "_su", "_sv"))
