@@ -72,9 +72,16 @@ def to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Model settings added after checkpoints were first written, with the value every older checkpoint
+# was trained with (so it loads, and runs, as the model it is; the defaults are for new models).
+MODEL_KEYS_BEFORE = {"ssm_embed": False, "ssm_context_init": 0.0}  # issue #15: before the token-embedding input
+
+
 def from_dict(d: dict) -> TrainConfig:
+    """The config a checkpoint saved (:func:`to_dict`); a model key it lacks takes the value of
+    the model it was trained with (:data:`MODEL_KEYS_BEFORE`), not today's default."""
     d = dict(d)
-    model = d.pop("model", {})
+    model = {**MODEL_KEYS_BEFORE, **d.pop("model", {})}
     return replace(TrainConfig(), **model, **d)
 
 

@@ -39,6 +39,8 @@ class ModelConfig:
     ssm_state: int = 16        # N
     ssm_chunk: int = 64        # chunk length of the matmul-form scan
     forget_p: float = 0.15     # training only: zero each role's handed-over state with this probability
+    ssm_embed: bool = True     # the social block reads the token embeddings, the residual stream grows in (issue #15)
+    ssm_context_init: float = 0.0  # with ssm_embed: initial gain of the residual stream's part of its input
     rope_base: float = 10000.0
 
     @property
@@ -133,6 +135,20 @@ class SocialSSM(nn.Module):
         self.D = nn.Parameter(torch.ones(self.h))                         # skip connection per head
         self.norm = RMSNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, cfg.n_embd, bias=False)       # zeroed by SociaLLM's init
+        # ssm_embed: the token embeddings' own path in, and a per-channel gain (a vector: never
+        # weight-decayed) on the residual stream's part, zero at init
+        self.embed_norm = RMSNorm(cfg.n_embd) if cfg.ssm_embed else None
+        self.context_gain = nn.Parameter(torch.full((cfg.n_embd,), float(cfg.ssm_context_init))) if cfg.ssm_embed else None
+
+    def inputs(self, u, e):
+        """What the block reads, for history and window tokens alike: u = ln_1(residual stream at layer
+        k) and e = the token embeddings (both (b, l, C)). With ``ssm_embed``: norm(e) + context_gain * u.
+
+        The gain starts at zero, so at first what a token writes into the state and what it queries
+        depend on the token alone: the lower blocks move a lot while they learn (more than their initial
+        norm in the first few hundred steps), and a block reading only them must chase a moving input.
+        The context (e.g. which message, whose role) grows in as the gain does (docs/trainer.md, issue #15)."""
+        return u if self.embed_norm is None else self.context_gain * u + self.embed_norm(e)
 
     def _project(self, u):
         # u (b, l, C) -> z, x (b, l, h, P); B, C (b, l, N); dt (b, l, h); all fp32 for the scan
@@ -201,10 +217,10 @@ class SociaLLM(nn.Module):
         causal = torch.tril(torch.ones(H, H, dtype=torch.bool, device=tokens.device))
         # same message and not in the future; the diagonal always, so padding rows are not empty
         mask = ((seg[:, :, None] == seg[:, None, :]) & causal) | torch.eye(H, dtype=torch.bool, device=tokens.device)
-        x = self.wte(tokens)                                              # (2B, H, C)
+        x = e = self.wte(tokens)                                          # (2B, H, C)
         for block in self.blocks[: self.cfg.k]:
             x = block(x, cos, sin, mask[:, None])
-        u = self.blocks[self.cfg.k].ln_1(x)                               # what the social block sees at layer k
+        u = self.social.inputs(self.blocks[self.cfg.k].ln_1(x), e)       # what the social block sees at layer k
         states = self.social.final_state(u, (seg >= 0).float())          # (2B, h, P, N)
         return states.unflatten(0, (2, Bsz))
 
@@ -223,9 +239,9 @@ class SociaLLM(nn.Module):
             states = states * keep[:, :, None, None, None].to(states.dtype)
         steps = torch.stack([roles == ROLE_SELF, roles == ROLE_OTHER])   # (2, B, T): membership
         cos, sin = rotary(T, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base, idx.device)
-        x = self.wte(idx)                                                 # (B, T, C)
+        x = e = self.wte(idx)                                             # (B, T, C)
         for i, block in enumerate(self.blocks):
-            social = self.social(block.ln_1(x), states, steps) if i == self.cfg.k else None
+            social = self.social(self.social.inputs(block.ln_1(x), e), states, steps) if i == self.cfg.k else None
             x = block(x, cos, sin, parallel=social)
         logits = self.lm_head(self.ln_f(x))                               # (B, T, V)
         if targets is None:
@@ -240,7 +256,7 @@ class SociaLLM(nn.Module):
 
     # -- bookkeeping ------------------------------------------------------------------------
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on matrices only. Norm weights and the SSM's dt_bias, A_log and D
+        """AdamW groups: decay on matrices only. Norm weights and the SSM's dt_bias, A_log, D and context_gain
         are vectors, so they (deliberately) never decay."""
         params = {id(p): p for p in self.parameters()}.values()         # the tied matrix once
         decay = [p for p in params if p.dim() >= 2]
