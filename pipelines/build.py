@@ -7,6 +7,7 @@ import time
 
 from pipelines.core.context import RunContext
 from pipelines.core.lock import out_lock
+from pipelines.core.memory import peak_rss_mb, reset_peak
 from pipelines.core.progress import progress
 from pipelines.core.results import StageResult
 from pipelines.stages import STAGES
@@ -40,15 +41,16 @@ def _build(ctx: RunContext, until: str | None, recovered: dict) -> BuildSummary:
         bar.update(0, stage=stage.name)  # the bar names the stage that is running
         if not stage.available():
             continue
+        reset_peak()
         t0 = time.monotonic()
         ctx.log.info("stage %s: start", stage.name)
-        result = stage.run(ctx).with_run(seconds=round(time.monotonic() - t0, 3))
+        result = stage.run(ctx).with_run(seconds=round(time.monotonic() - t0, 3), peak_rss_mb=peak_rss_mb())
         summary.results[stage.name] = result
         summary[stage.name] = result.summary()
         counts = result.conservation()
         if not counts.passed:
             ctx.log.error("stage %s: counts do not add up: %s", stage.name, counts.description)
-        ctx.log.info("stage %s: done in %.1fs", stage.name, result.seconds)
+        ctx.log.info("stage %s: done in %.1fs, peak RSS %.0f MB", stage.name, result.seconds, result.peak_rss_mb)
         bar.update(1)
         if stage.name == until:
             break

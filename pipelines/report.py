@@ -5,7 +5,7 @@ the one ``dagster_project.definitions.materialize_corpus`` returns (``{"assets":
 metadata}, "checks": …, "seconds": …}``). Both become the same rows (:class:`StageRow`),
 read from each stage's :class:`pipelines.core.results.StageResult` (rebuilt from its entry,
 whose keys are the same in both), and the same text: a table of stages (rows in, rows out,
-dropped by reason, seconds, rate), the quarantine count with its top reasons, where the
+dropped by reason, seconds, rate, peak resident memory), the quarantine count with its top reasons, where the
 shards and the tokenizer are, and what to run next. The full JSON is written to a file whose path the text names.
 """
 
@@ -36,6 +36,7 @@ class StageRow:
     rows_out: int | None
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float | None = None
+    peak_rss_mb: float | None = None
 
     @property
     def rate(self) -> float | None:
@@ -49,7 +50,7 @@ def _row(result: StageResult, seconds: float | None = None) -> StageRow:
     """A table row from a stage's result: its counts, its drops with a count, its seconds."""
     dropped = {k: int(v) for k, v in result.dropped_by_reason.items() if v}
     return StageRow(result.stage, result.rows_in, result.rows_out, dropped,
-                    result.seconds if seconds is None else seconds)
+                    result.seconds if seconds is None else seconds, result.peak_rss_mb)
 
 
 def _is_dagster(summary: Mapping[str, Any]) -> bool:
@@ -117,12 +118,13 @@ def _reasons(d: Mapping[str, int], top: int = TOP_REASONS) -> str:
 
 def table(rows: list[StageRow]) -> str:
     """The stage table as aligned plain text."""
-    head = ("stage", "rows in", "rows out", "dropped (top reasons)", "seconds", "rows/s")
+    head = ("stage", "rows in", "rows out", "dropped (top reasons)", "seconds", "rows/s", "peak MB")
     body = [(r.stage, _n(r.rows_in), _n(r.rows_out), _reasons(r.dropped),
-             "–" if r.seconds is None else f"{r.seconds:.1f}", "–" if r.rate is None else f"{r.rate:,.0f}")
+             "–" if r.seconds is None else f"{r.seconds:.1f}", "–" if r.rate is None else f"{r.rate:,.0f}",
+             "–" if r.peak_rss_mb is None else f"{r.peak_rss_mb:,.0f}")
             for r in rows]
     widths = [max(len(str(x[i])) for x in (head, *body)) for i in range(len(head))]
-    right = {1, 2, 4, 5}
+    right = {1, 2, 4, 5, 6}
 
     def fmt(cells) -> str:
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)

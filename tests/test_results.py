@@ -41,6 +41,24 @@ def test_summary_keys_and_the_way_back():
     back = StageResult.from_summary("neardup", json.loads(json.dumps(s)))
     assert back.summary() == s and back.engine == "polars" and back.seconds == 0.5
     assert "engine" not in StageResult("x", 1, 1).summary() and "seconds" not in StageResult("x", 1, 1).summary()
+    with_peak = r.with_run(peak_rss_mb=812.5).summary()
+    assert list(with_peak)[-1] == "peak_rss_mb" and with_peak["peak_rss_mb"] == 812.5
+    back = StageResult.from_summary("neardup", json.loads(json.dumps(with_peak)))
+    assert back.peak_rss_mb == 812.5 and "peak_rss_mb" not in back.figures and back.summary() == with_peak
+
+
+def test_peak_rss_is_the_stage_s_own_high_water_mark():
+    from pipelines.core.memory import peak_rss_mb, reset_peak
+
+    if not reset_peak():
+        pytest.skip("this OS cannot reset the high-water mark")
+    base = peak_rss_mb()
+    block = bytearray(200 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page, so it is resident
+    grown = peak_rss_mb()
+    del block
+    assert grown - base > 150, (base, grown)
+    assert reset_peak() and peak_rss_mb() < grown - 150  # the mark starts again at what is resident now
 
 
 def test_a_summary_with_only_the_older_dropped_key_keeps_it_as_a_figure():

@@ -129,7 +129,7 @@ def test_cli_build_with_engine_spark_runs_every_stage_and_says_where(builds):
 
 
 # Summary fields that are timings or paths, not counts.
-_NOT_COUNTS = ("engine", "seconds", "url", "tokenise_seconds", "assemble_write_seconds", "shard_tokens_per_s")
+_NOT_COUNTS = ("engine", "seconds", "peak_rss_mb", "url", "tokenise_seconds", "assemble_write_seconds", "shard_tokens_per_s")
 
 
 def test_stage_counts_are_the_same_on_both_engines(builds):

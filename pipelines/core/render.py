@@ -30,7 +30,9 @@ from schemas import TOKEN_STORE as TS
 from schemas.assembly import Messages, Specials, assemble, exclusive_cumsum, list_array
 from schemas.shards import PREFIX, SUFFIX
 
-ENCODE_BATCH = 50_000
+# Messages per encode_batch call: one batch's Encodings are held at once (50,000 held ~0.5 GB
+# more at 250k messages, and was no faster).
+ENCODE_BATCH = 8_192
 MSG_INDEX = "_msg"  # row of a message in MessageTokens
 _EX = "_ex"    # row of an example in its batch
 
@@ -80,13 +82,14 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
         T.mark_mentions(pl.col(TL.text)).alias("marked"),
         T.mention_pseudonyms(pl.col(TL.text)).alias("pseudonyms"),
     )
-    texts = prep["marked"].to_list()
-    lens = np.zeros(len(texts), dtype=np.int64)
+    n = prep.height
+    lens = np.zeros(n, dtype=np.int64)
     parts = []
-    with progress("tokenise messages", log, total=len(texts), unit="msgs") as p:
-        for i in range(0, len(texts), ENCODE_BATCH):
-            # The tokenizer is a Python API over Rust: one call per batch, ids read out per message.
-            encs = tok.encode_batch_fast(texts[i:i + ENCODE_BATCH], add_special_tokens=False)
+    with progress("tokenise messages", log, total=n, unit="msgs") as p:
+        for i in range(0, n, ENCODE_BATCH):
+            # The tokenizer is a Python API over Rust: one call per batch, ids read out per message;
+            # the texts become Python strings one batch at a time.
+            encs = tok.encode_batch_fast(prep["marked"].slice(i, ENCODE_BATCH).to_list(), add_special_tokens=False)
             lens[i:i + len(encs)] = [len(e.ids) for e in encs]
             parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
                                      count=int(lens[i:i + len(encs)].sum())))
@@ -275,17 +278,21 @@ def store_table(mt: MessageTokens) -> pa.Table:
     lens = mt.body_len
     off = exclusive_cumsum(lens)
     n = len(lens)
-    tok_msg = np.repeat(np.arange(n), lens)
-    src = np.arange(int(off[-1])) - off[tok_msg] + mt.offsets[:-1][tok_msg]
-    ids = mt.ids[src]
-    is_m = mt.mention[src] != -2
-    per_msg = np.bincount(tok_msg[is_m], minlength=n)
+    if np.array_equal(lens, np.diff(mt.offsets)):  # nothing was cut: the bodies are the flat ids as they are
+        ids, mention = mt.ids, mt.mention
+    else:
+        tok_msg = np.repeat(np.arange(n), lens)
+        src = np.arange(int(off[-1])) - off[tok_msg] + mt.offsets[:-1][tok_msg]
+        del tok_msg
+        ids, mention = mt.ids[src], mt.mention[src]
+    pos = np.flatnonzero(mention != -2)  # the <mention> tokens, and below the message each is in
+    per_msg = np.bincount(np.searchsorted(off, pos, side="right") - 1, minlength=n)
     keys = mt.keys
     return TS.conform(pa.table({
         TS.message_id: mt.message_id, TS.timeline_id: keys[TL.timeline_id].to_arrow(),
         TS.seq: keys[TL.seq].to_arrow(), TS.author_code: pa.array(mt.author.astype(np.int32)),
         TS.tokens: list_array(off, ids, pa.int32()),
-        TS.mention_codes: list_array(exclusive_cumsum(per_msg), mt.mention[src][is_m].astype(np.int32), pa.int32()),
+        TS.mention_codes: list_array(exclusive_cumsum(per_msg), mention[pos].astype(np.int32), pa.int32()),
         TS.time: pa.array(mt.time), TS.ordinal: pa.array(mt.ordinal), TS.body_bytes: pa.array(mt.body_bytes),
     }))
 

@@ -9,7 +9,7 @@ the tests all read it from here.
 
 :meth:`StageResult.summary` is the stage's entry in the JSON build summary: the same flat
 keys as before this type existed (``rows_in``, ``rows_out``, ``dropped_by_reason``, then
-the stage's own figures, ``engine``, ``seconds``), so scheduled jobs that read the JSON
+the stage's own figures, ``engine``, ``seconds``, ``peak_rss_mb``), so scheduled jobs that read the JSON
 keep working. Every stage's entry carries ``rows_in``, ``rows_out`` and ``dropped_by_reason``;
 where a stage's summary used other names for the same numbers before (``dropped`` for the
 drops of dedup, anonymize, neardup, tokenizer and shards; ``records``, ``messages``,
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 from pipelines.core.checks import CheckResult
 
 COUNT_KEYS = ("rows_in", "rows_out", "dropped_by_reason")
-RUN_KEYS = ("engine", "seconds")
+RUN_KEYS = ("engine", "seconds", "peak_rss_mb")
 LEGACY_DROPPED = "dropped"  # the older name of ``dropped_by_reason`` in some stages' summaries
 
 
@@ -69,6 +69,7 @@ class StageResult:
     flows: tuple[Flow, ...] = ()  # conservation laws; empty: the one rows flow
     engine: str = ""
     seconds: float | None = None
+    peak_rss_mb: float | None = None  # the stage's peak resident memory (pipelines/core/memory.py)
 
     def laws(self) -> tuple[Flow, ...]:
         return self.flows or (Flow("rows", self.rows_in, self.rows_out, self.dropped_by_reason),)
@@ -79,9 +80,11 @@ class StageResult:
         return CheckResult(f"{self.stage}_counts", not bad, sum(abs(f.off_by) for f in bad),
                            "; ".join(f.describe() for f in laws), [f.name for f in bad])
 
-    def with_run(self, engine: str | None = None, seconds: float | None = None) -> "StageResult":
+    def with_run(self, engine: str | None = None, seconds: float | None = None,
+                 peak_rss_mb: float | None = None) -> "StageResult":
         return replace(self, engine=self.engine if engine is None else engine,
-                       seconds=self.seconds if seconds is None else seconds)
+                       seconds=self.seconds if seconds is None else seconds,
+                       peak_rss_mb=self.peak_rss_mb if peak_rss_mb is None else peak_rss_mb)
 
     def summary(self) -> dict:
         """The JSON build summary entry (flat, as before: see the module docstring)."""
@@ -92,6 +95,8 @@ class StageResult:
             out["engine"] = self.engine
         if self.seconds is not None:
             out["seconds"] = self.seconds
+        if self.peak_rss_mb is not None:
+            out["peak_rss_mb"] = self.peak_rss_mb
         return out
 
     @property
@@ -118,11 +123,12 @@ class StageResult:
         if not isinstance(dropped, Mapping):
             raise ValueError(f"stage {stage}: dropped_by_reason must be a mapping of reason to count, "
                              f"not {type(dropped).__name__}")
-        seconds = summary.get("seconds")
+        seconds, peak = summary.get("seconds"), summary.get("peak_rss_mb")
         return cls(stage, summary["rows_in"], summary["rows_out"], {str(k): int(v) for k, v in dropped.items()},
                    figures={k: v for k, v in summary.items() if k not in COUNT_KEYS and k not in RUN_KEYS},
                    flows=tuple(flows), engine=str(summary.get("engine") or ""),
-                   seconds=float(seconds) if isinstance(seconds, (int, float)) else None)
+                   seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+                   peak_rss_mb=float(peak) if isinstance(peak, (int, float)) else None)
 
     @classmethod
     def total(cls, stage: str, parts: Iterable["StageResult"], figures: Mapping[str, Any] | None = None,

@@ -15,7 +15,7 @@ import logging
 import posixpath
 import re
 import uuid
-from typing import Iterable
+from typing import Callable, Iterable
 
 import fsspec
 import polars as pl
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536
+PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
 # `<base>.tmp-<token>` / `<base>.old-<token>`: what a write in progress (or a killed one) leaves.
 LEFTOVER = re.compile(r"^(?P<base>.+)\.(?P<kind>tmp|old)-(?P<token>[0-9a-f]{8})$")
 _RECOVER_DEPTH = 3  # OUT/<table>/<source>/<month>.tmp-…: leftovers sit at most this deep
@@ -48,13 +49,20 @@ def _rm(fs, path: str, recursive: bool = False) -> None:
     fs.rm(path, recursive=recursive)
 
 
-def _write_file(fs, path: str, data: bytes | pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+def _write_file(fs, path: str, data: bytes | pa.Table | Iterable[pa.Table], row_group_rows: int = ROW_GROUP_ROWS,
+                schema: pa.Schema | None = None) -> None:
+    """Write ``path``: bytes, one table, or row groups one at a time (an iterable of tables, each
+    one row group, all of ``schema``: the file's bytes are those of writing their concatenation
+    whole with ``row_group_rows``, while only one row group is held)."""
     with fs.open(path, "wb") as f:
         if isinstance(data, pa.Table):
-            pq.write_table(data, f, compression="zstd", row_group_size=row_group_rows,
-                           use_dictionary=True, write_statistics=True)
-        else:
+            pq.write_table(data, f, row_group_size=row_group_rows, **PARQUET_OPTIONS)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
             f.write(data)
+        else:
+            with pq.ParquetWriter(f, schema, **PARQUET_OPTIONS) as w:
+                for group in data:
+                    w.write_table(group, row_group_size=row_group_rows)
 
 
 def _token() -> str:
@@ -71,45 +79,68 @@ def _discard(fs, path: str, recursive: bool) -> None:
 
 
 def write_dataset(url: str, tables: pa.Table | Iterable[pa.Table], *, rows_per_file: int = 1_000_000,
-                  row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None) -> list[str]:
+                  row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None,
+                  conform: Callable[[pa.Table], pa.Table] | None = None) -> list[str]:
     """Replace the dataset directory ``url`` with ``tables`` (one or an iterable of batches).
 
     Returns the relative file names written. An empty input still writes one empty file, so
-    the schema is readable. The directory appears whole or not at all.
+    the schema is readable. The directory appears whole or not at all. Files are cut every
+    ``rows_per_file`` rows and each file into row groups of ``row_group_rows`` from its start;
+    batches are written a row group at a time as they come (``conform``, if given, is applied
+    to each row group), so memory holds one row group, not the table, and the bytes are the
+    same as writing each file's rows in one piece.
     """
     fs, path = fs_and_path(url)
     token = _token()
     tmp = f"{path}.tmp-{token}"
     fs.makedirs(tmp, exist_ok=True)
-    if isinstance(tables, pa.Table):
-        tables = [tables]
+    batches = iter([tables] if isinstance(tables, pa.Table) else tables)
     names: list[str] = []
-    pending: list[pa.Table] = []
-    pending_rows = 0
+    state = {"pending": [], "rows": 0, "done": False, "schema": schema}  # rows taken, not yet written
 
-    def flush():
-        nonlocal pending, pending_rows
-        name = f"part-{len(names):05d}.parquet"
-        _write_file(fs, f"{tmp}/{name}", pa.concat_tables(pending), row_group_rows)
-        names.append(name)
-        pending, pending_rows = [], 0
+    def take(n: int) -> pa.Table | None:
+        """The next ``n`` rows (fewer at the end of the input) as one chunk, or None at its end."""
+        while state["rows"] < n and not state["done"]:
+            t = next(batches, None)
+            if t is None:
+                state["done"] = True
+                continue
+            state["schema"] = state["schema"] or t.schema  # an empty input still names its schema
+            if t.num_rows:
+                state["pending"].append(t)
+                state["rows"] += t.num_rows
+        if not state["rows"]:
+            return None
+        whole = pa.concat_tables(state["pending"]) if len(state["pending"]) > 1 else state["pending"][0]
+        group, rest = whole.slice(0, n), whole.slice(n)
+        state["pending"], state["rows"] = ([rest] if rest.num_rows else []), rest.num_rows
+        group = group.combine_chunks()
+        return conform(group) if conform is not None else group
+
+    def groups(first: pa.Table):
+        yield first
+        written = first.num_rows
+        while written < rows_per_file:
+            group = take(min(row_group_rows, rows_per_file - written))
+            if group is None:
+                return
+            yield group
+            written += group.num_rows
 
     try:
-        for t in tables:
-            schema = schema or t.schema
-            while t.num_rows:
-                take = min(t.num_rows, rows_per_file - pending_rows)
-                pending.append(t.slice(0, take))
-                pending_rows += take
-                t = t.slice(take)
-                if pending_rows >= rows_per_file:
-                    flush()
-        if pending_rows or not names:
-            if not pending:
-                if schema is None:
-                    raise ValueError(f"{url}: nothing to write and no schema given")
-                pending = [schema.empty_table()]
-            flush()
+        while True:
+            first = take(min(row_group_rows, rows_per_file))
+            if first is None:
+                break
+            _write_file(fs, f"{tmp}/part-{len(names):05d}.parquet", groups(first), row_group_rows,
+                        schema or first.schema)
+            names.append(f"part-{len(names):05d}.parquet")
+        if not names:
+            empty = state["schema"]
+            if empty is None:
+                raise ValueError(f"{url}: nothing to write and no schema given")
+            _write_file(fs, f"{tmp}/part-00000.parquet", empty.empty_table(), row_group_rows)
+            names.append("part-00000.parquet")
     except BaseException:
         _discard(fs, tmp, recursive=True)
         raise
@@ -236,12 +267,13 @@ def write_spark(df, url: str) -> None:
     _swap_in(fs, token, path)
 
 
-def write_table(url: str, table: pa.Table | pl.DataFrame, schema=None, **kw) -> list[str]:
-    """Write one table (Polars or Arrow), conformed to ``schema`` (a ``schemas.Table``) if given."""
+def write_table(url: str, table: pa.Table | pl.DataFrame | Iterable[pa.Table], schema=None, **kw) -> list[str]:
+    """Write one table (Polars or Arrow, or an iterable of Arrow batches, written as they come),
+    conformed to ``schema`` (a ``schemas.Table``) if given."""
     if isinstance(table, pl.DataFrame):
         table = table.to_arrow()
     if schema is not None:
-        table = schema.conform(table)
+        return write_dataset(url, table, schema=schema.arrow, conform=schema.conform, **kw)
     return write_dataset(url, table, **kw)
 
 

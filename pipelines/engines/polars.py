@@ -25,8 +25,11 @@ class PolarsEngine:
         lf = frame.to_native()
         if order_by:
             lf = lf.sort(list(order_by))
-        # One chunk: the file's bytes must not depend on how Polars split the work.
-        storage.write_table(url, lf.collect().rechunk(), schema=table)
+        # Streamed: Polars hands over batches as its streaming engine makes them and storage
+        # writes a row group at a time (each one chunk, so the file's bytes do not depend on how
+        # Polars split the work); the whole table is never held, in Polars or in Arrow.
+        batches = (df.to_arrow() for df in lf.collect_batches(chunk_size=storage.ROW_GROUP_ROWS))
+        storage.write_table(url, batches, schema=table)
 
     @contextmanager
     def held(self, frame: nw.LazyFrame) -> Iterator[nw.LazyFrame]:

@@ -460,17 +460,23 @@ def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> pl.Da
 
 
 def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, log=None,
-                      split: str = "", layout: str = "flat") -> tuple[pa.Table, dict[str, int]]:
-    """One split's rows (flat, or references into the store written from ``mt``): sorted by
-    example_id, permuted by ``cfg.seed``, made in batches of ``examples_per_batch``."""
-    ex = examples.sort(E.example_id)
-    perm = np.random.default_rng(cfg.seed).permutation(ex.height)
-    ex = ex[perm]
+                      split: str = "", layout: str = "flat", rows: np.ndarray | None = None
+                      ) -> tuple[pa.Table, dict[str, int]]:
+    """One split's rows (flat, or references into the store written from ``mt``): the examples
+    at row numbers ``rows`` (default: all of ``examples``) sorted by example_id, permuted by
+    ``cfg.seed``, made in batches of ``examples_per_batch``."""
+    # The split's rows in example_id order, then permuted: as row numbers into ``examples``, so
+    # each batch is gathered on its own and the split is never copied whole (filtered, sorted, permuted).
+    rows = np.arange(examples.height) if rows is None else rows
+    order = rows[examples[E.example_id].gather(rows).arg_sort().to_numpy()]
+    order = order[np.random.default_rng(cfg.seed).permutation(len(order))]
     rows_of = render.render_examples if layout == "flat" else render.reference_rows
     parts, dropped = [], {"window": 0, "own": 0, "other": 0}
-    with progress(f"render {split} examples" if split else "render examples", log, total=ex.height, unit="examples") as p:
-        for a in range(0, ex.height, cfg.examples_per_batch):
-            t, d = rows_of(mt, tok, ex.slice(a, cfg.examples_per_batch), max_window_tokens=cfg.max_window_tokens,
+    with progress(f"render {split} examples" if split else "render examples", log, total=len(order),
+                  unit="examples") as p:
+        for a in range(0, len(order), cfg.examples_per_batch):
+            batch = examples[order[a:a + cfg.examples_per_batch]]
+            t, d = rows_of(mt, tok, batch, max_window_tokens=cfg.max_window_tokens,
                            max_stream_tokens=cfg.max_stream_tokens)
             parts.append(t)
             dropped = {k: dropped[k] + d[k] for k in dropped}
@@ -481,12 +487,19 @@ def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg
 
 
 REF_COLUMNS = (R.window_msgs, R.own_msgs, R.other_msgs)
+# The pair_examples columns the stage reads (platform, community and target_seq reach no shard).
+SHARD_INPUT = tuple(c for c in E.names if c not in (E.platform, E.community, E.target_seq))
 
 
-def referenced_rows(tables: list[pa.Table]) -> np.ndarray:
-    """The message rows (sorted, unique) the reference rows ``tables`` name."""
-    refs = [pc.list_flatten(t.column(c)).to_numpy() for t in tables for c in REF_COLUMNS]
-    return np.unique(np.concatenate(refs)) if refs else np.zeros(0, np.int64)
+def referenced_rows(tables: list[pa.Table], n_messages: int) -> np.ndarray:
+    """The message rows (sorted, unique) the reference rows ``tables`` name, of ``n_messages``:
+    marked column by column (one byte per message, not a copy of every reference)."""
+    seen = np.zeros(n_messages, dtype=bool)
+    for t in tables:
+        for c in REF_COLUMNS:
+            for chunk in t.column(c).chunks:
+                seen[pc.list_flatten(chunk).to_numpy()] = True
+    return np.flatnonzero(seen)
 
 
 def renumber_refs(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -520,26 +533,30 @@ def run(ctx, engine=None) -> StageResult:
     tok_sha = T.sha256_of(tok_url)
     ids = T.special_token_ids(tok)
     ex_frame = engine.scan(ctx.config.table_url(E.name), E)
-    examples = engines.to_polars(ex_frame)
+    examples = engines.to_polars(ex_frame.select(*SHARD_INPUT))  # not what no shard column is made of
     t0 = time.monotonic()
     msgs = referenced_messages(engine.scan(ctx.config.table_url(TL.name), TL), ex_frame)
     mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens,
                                   extra_ids=[examples[E.self_id], examples[E.other_id]], log=ctx.log)
     t_tok = time.monotonic() - t0
     splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
+    n_msgs = msgs.height
+    del msgs  # their texts are tokens now
     summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
-               "messages_tokenised": msgs.height,
+               "messages_tokenised": n_msgs,
                "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
                "messages_over_budget": {"window": 0, "own": 0, "other": 0}, "splits": {}}
     total_tokens = 0
     t1 = time.monotonic()
     store = None
-    parts = ((split, *build_split_table(mt, tok, examples.filter(pl.col(E.split) == split), cfg, ctx.log, split,
-                                        cfg.layout)) for split in splits)   # flat: one split in memory at a time
+    split_of = examples[E.split]
+    parts = ((split, *build_split_table(mt, tok, examples, cfg, ctx.log, split, cfg.layout,
+                                        rows=np.flatnonzero((split_of == split).to_numpy())))
+             for split in splits)   # flat: one split in memory at a time
     if cfg.layout == "reference":
         # Only the messages the rows reference once the budgets have cut the streams, renumbered.
         parts = list(parts)
-        used = referenced_rows([t for _, t, _ in parts])
+        used = referenced_rows([t for _, t, _ in parts], len(mt.body_len))
         parts = [(split, renumber_refs(t, used), d) for split, t, d in parts]
         store = write_store(render.store_table(mt).take(pa.array(used)), shards_url, cfg, tokenizer_sha256=tok_sha,
                             ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
