@@ -47,6 +47,12 @@ def test_summary_keys_and_the_way_back():
     assert back.peak_rss_mb == 812.5 and "peak_rss_mb" not in back.figures and back.summary() == with_peak
 
 
+def test_a_total_keeps_the_largest_part_s_peak_when_every_part_has_one():
+    a, b = StageResult("ingest", 3, 3).with_run(peak_rss_mb=300.0), StageResult("ingest", 2, 2).with_run(peak_rss_mb=500.0)
+    assert StageResult.total("ingest", [a, b]).peak_rss_mb == 500.0
+    assert StageResult.total("ingest", [a, StageResult("ingest", 1, 1)]).peak_rss_mb is None
+
+
 def test_peak_rss_is_the_stage_s_own_high_water_mark():
     from pipelines.core.memory import peak_rss_mb, reset_peak
 

@@ -136,7 +136,8 @@ class StageResult:
         """Several results of one stage summed (ingest: over sources, months, partitions).
 
         Counts and drops are added; flows with the same name are added; ``figures`` are the
-        total's own (nothing is summed into them); seconds are added when every part has them.
+        total's own (nothing is summed into them); seconds are added when every part has them,
+        and the peak memory is the largest part's when every part has one.
         """
         parts = list(parts)
         dropped: dict[str, int] = {}
@@ -153,7 +154,8 @@ class StageResult:
                     for k, v in f.dropped_by_reason.items():
                         by[k] = by.get(k, 0) + int(v)
                     flows[f.name] = Flow(f.name, g.inflow + f.inflow, g.outflow + f.outflow, by)
-        secs = [p.seconds for p in parts]
+        secs, peaks = [p.seconds for p in parts], [p.peak_rss_mb for p in parts]
         return cls(stage, sum(p.rows_in for p in parts), sum(p.rows_out for p in parts), dropped,
                    figures=dict(figures or {}), flows=tuple(flows.values()),
-                   seconds=round(sum(secs), 3) if secs and None not in secs else None)
+                   seconds=round(sum(secs), 3) if secs and None not in secs else None,
+                   peak_rss_mb=max(peaks) if peaks and None not in peaks else None)
