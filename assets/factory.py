@@ -14,7 +14,7 @@ from dagster_project.resources import CorpusConfigResource, PseudonymSecret, run
 from dagster_project.spark import SparkResource
 from dagster_project.results import COUNTS_CHECK, stage_result
 from pipelines.core.lock import out_lock, step_wait_s
-from pipelines.core.memory import peak_rss_mb, reset_peak
+from pipelines.core.memory import with_peak
 from pipelines.stages import get_stage, run_stage
 
 # Rebuild when any upstream asset (any partition of it) was updated, once nothing upstream
@@ -50,9 +50,7 @@ def stage_asset(stage: str, key: str, group: str, deps: Sequence[str | AssetKey]
         # concurrent `socialcorpus build` makes them wait instead of racing it.
         with out_lock(ctx.config.out, f"dagster asset {key} (run {context.run.run_id})", wait=step_wait_s(),
                       log=context.log):
-            reset_peak()
-            result = run_stage(stage, ctx)
-            result = result.with_run(peak_rss_mb=peak_rss_mb())  # the step's process: this stage's peak
+            result = with_peak(lambda: run_stage(stage, ctx))
         return stage_result(stage, ctx.config, result)
 
     return _stage

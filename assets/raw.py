@@ -9,6 +9,7 @@ from dagster_project.spark import SparkResource
 from dagster_project.results import RECORDS_CHECK, ingest_result
 from pipelines.core.config import CorpusConfig
 from pipelines.core.lock import out_lock, step_wait_s
+from pipelines.core.memory import with_peak
 
 GROUP = "ingest"
 
@@ -36,7 +37,7 @@ def raw_asset(config: CorpusConfig, format: str) -> AssetsDefinition:
         ctx = run_context(corpus, pseudonym_secret, context.log, spark)
         with out_lock(ctx.config.out, f"dagster asset {key.to_user_string()}[{context.partition_key}] "
                       f"(run {context.run.run_id})", wait=step_wait_s(), log=context.log):
-            result = ingest_partition(ctx, format, context.partition_key)
+            result = with_peak(lambda: ingest_partition(ctx, format, context.partition_key))
         return ingest_result(ctx.config, format, context.partition_key, result)
 
     return _raw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 
 import polars as pl
@@ -79,7 +80,7 @@ def write_reddit_dump(path: str, messages: int, seed: int = 0, *, markov: bool =
     params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, window_log=ZSTD_WINDOW_LOG,
                                                             write_checksum=True, write_content_size=False)
     t0 = 1_134_000_000 + seed
-    recent: list[str] = []
+    recent: deque[str] = deque(maxlen=1_000)  # the bodies near-copies are made of
     with open(path, "wb") as out, zstandard.ZstdCompressor(compression_params=params).stream_writer(out) as w:
         buf = []
         for i in range(messages):
@@ -124,7 +125,7 @@ def _markov_chain(bodies: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return chain, starts
 
 
-def _comment_body(i: int, real: str, chain, starts, recent: list[str], rng) -> str:
+def _comment_body(i: int, real: str, chain, starts, recent: deque, rng) -> str:
     from pipelines.sample import b36
 
     if real in ("[deleted]", "[removed]"):
@@ -146,6 +147,4 @@ def _comment_body(i: int, real: str, chain, starts, recent: list[str], rng) -> s
                  else f" call me on +1 415 555 {i % 10_000:04d}")
     if len(out) >= 8:
         recent.append(body)
-        if len(recent) > 1_000:
-            del recent[: len(recent) - 1_000]
     return body

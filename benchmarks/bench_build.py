@@ -109,12 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="passed to `socialcorpus build --set` (repeatable)")
     p.add_argument("--work", default=None, help="keep the dumps and tables here (default: a temporary folder)")
     p.add_argument("--json", default=str(OUT_JSON), help=f"where the figures go (default {OUT_JSON})")
-    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        kind, arg = a.child
-        print(json.dumps(generate(*arg.split("|")[:2], int(arg.split("|")[2])) if kind == "generate"
-                         else tokenize_only(*arg.split("|"))))
+        kind, *args = a.child
+        print(json.dumps(generate(args[0], args[1], int(args[2])) if kind == "generate" else tokenize_only(*args)))
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (dumps / "corpus.toml").exists():
             print(f"generating {a.input} input ({a.messages:,} records) into {dumps} ...", flush=True)
             stdout, secs, _, _ = _child(["-m", "benchmarks.bench_build", "--child", "generate",
-                                      f"{dumps}|{a.input}|{a.messages}"], "generate")
+                                         str(dumps), a.input, str(a.messages)], "generate")
             sample = json.loads(stdout)
             print(f"  {sample['records_total']:,} records in {secs:.1f}s (not timed below)", flush=True)
         sets = list(a.set)
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(stdout)
         print("tokenising alone ...", flush=True)
         stdout, _, tok_peak, _ = _child(["-m", "benchmarks.bench_build", "--child", "tokenize",
-                                  f"{out}|{summary['tokenizer']['url']}"], "tokenize")
+                                         str(out), summary["tokenizer"]["url"]], "tokenize")
         peer = json.loads(stdout)
 
     stages = {k: v for k, v in summary.items() if isinstance(v, dict) and "seconds" in v}

@@ -69,15 +69,9 @@ def ingest_partition(ctx, format: str, key: str) -> StageResult:
     replaces the old partition.
     """
     from pipelines import engines
-    from pipelines.core.memory import peak_rss_mb, reset_peak
 
     config = ctx.config
     engine = engines.for_run(ctx)
-    reset_peak()
-    return _ingest_partition(ctx, config, engine, format, key).with_run(peak_rss_mb=peak_rss_mb())
-
-
-def _ingest_partition(ctx, config, engine, format: str, key: str) -> StageResult:
     if format not in MONTHLY_FORMATS:
         src = config.source(key)
         if src.format != format:

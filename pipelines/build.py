@@ -7,7 +7,7 @@ import time
 
 from pipelines.core.context import RunContext
 from pipelines.core.lock import out_lock
-from pipelines.core.memory import peak_rss_mb, reset_peak
+from pipelines.core.memory import with_peak
 from pipelines.core.progress import progress
 from pipelines.core.results import StageResult
 from pipelines.stages import STAGES
@@ -41,10 +41,9 @@ def _build(ctx: RunContext, until: str | None, recovered: dict) -> BuildSummary:
         bar.update(0, stage=stage.name)  # the bar names the stage that is running
         if not stage.available():
             continue
-        reset_peak()
         t0 = time.monotonic()
         ctx.log.info("stage %s: start", stage.name)
-        result = stage.run(ctx).with_run(seconds=round(time.monotonic() - t0, 3), peak_rss_mb=peak_rss_mb())
+        result = with_peak(lambda: stage.run(ctx)).with_run(seconds=round(time.monotonic() - t0, 3))
         summary.results[stage.name] = result
         summary[stage.name] = result.summary()
         counts = result.conservation()

@@ -82,6 +82,8 @@ def test_metadata_reports_counts_rates_and_plots(built):
     assert set(a["token_shards"]["tokens_per_split"]) >= {"train"}
     reddit = a["messages_raw/reddit"]["2005-12"]
     assert reddit["records"] == reddit["messages"] + reddit["quarantined"] + reddit["skipped"]
+    # every step reports its peak resident memory, raw partitions and stages alike
+    assert reddit["peak_rss_mb"] > 10 and all(a[k]["peak_rss_mb"] > 10 for k in ("messages", "token_shards"))
     for key, plot in (("timeline", "plot_messages_per_day"), ("reading_histories", "plot_history_lengths")):
         md = instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata
         assert md[plot].value.count("data:image/png;base64,") == 1

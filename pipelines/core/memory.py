@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import resource
 import sys
+from typing import Callable, TypeVar
+
+R = TypeVar("R")
 
 _STATUS, _CLEAR = "/proc/self/status", "/proc/self/clear_refs"
 
@@ -36,3 +39,10 @@ def peak_rss_mb() -> float:
         pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, kB on Linux
+
+
+def with_peak(run: Callable[[], R]) -> R:
+    """``run()``, a :class:`pipelines.core.results.StageResult`, with the peak resident memory
+    while it ran attached (``peak_rss_mb``): how the build loop and every Dagster step measure."""
+    reset_peak()
+    return run().with_run(peak_rss_mb=peak_rss_mb())
