@@ -34,6 +34,33 @@ VARIANTS = [
     {"distinguished": "moderator"}, {"distinguished": ""}, {"stickied": True}, {"controversiality": 1},
     {"controversiality": "1"}, {"is_submitter": True}, {"score": None}, {"score": "12"}, {"score": 2.0},
     {"score": True}, {"body": None, "title": "a post", "selftext": "its text", "url": "https://x.example"},
+    {"edited": 0}, {"edited": "0"}, {"edited": "1600000500"}, {"edited": "true"}, {"edited": {"at": 1}},
+    {"edited": -5}, {"stickied": "yes"}, {"distinguished": 3}, {"is_submitter": 1}, {"_meta": None},
+    {"id": "t3_c7"}, {"controversiality": 2.5},
+    {"retrieved_on": 1_600_000_100.5}, {"score": "-3"}, {"score": "1e3"}, {"created_utc": "01600000000"},
+    {"created_utc": 1_600_000_000.0}, {"retrieved_on": 1_600_000_100.0}, {"edited": 1_600_000_500.0},
+    {"edited": 0.0}, {"score": 1e20}, {"_meta": {}}, {"_meta": {"was_deleted_later": True, "x": [1]}},
+    {"_meta": {"retrieved_2nd_on": 1_600_100_000.0, "removal_type": ""}}, {"_meta": {"removal_type": 3}},
+    {"_meta": {"retrieved_2nd_on": "soon"}},
+]
+# Lines written by hand: what no dict can hold (a repeated key), escapes orjson writes otherwise,
+# and line ends and blanks around records.
+RAW_LINES = [
+    b'{"body":"first","body":"second","subreddit":"t","id":"d1","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"x","author":"bob","author":null,"subreddit":"t","id":"d2","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"x","author":null,"author":"eve","subreddit":"t","id":"d3","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"x","score":1,"score":"y","subreddit":"t","id":"d4","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body" : "spaced", "subreddit" : "t", "id" : "d5", "link_id" : "t3_a", "created_utc" : 1600000000}',
+    b'{"body":"pair \\ud83d\\ude00 ok","subreddit":"t","id":"d6","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"lone \\ud83d here","subreddit":"t","id":"d7","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"escaped \\u00e9 \\/ \\"q\\":","subreddit":"t","id":"d8","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"crlf","subreddit":"t","id":"d9","link_id":"t3_a","created_utc":1600000000}\r',
+    b'  {"body":"lead","subreddit":"t","id":"d10","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"trail","subreddit":"t","id":"d11","link_id":"t3_a","created_utc":1600000000}  ',
+    b'{"body":"nested","q":{"body":5,"id":[1]},"subreddit":"t","id":"d12","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"ctl \x01","subreddit":"t","id":"d13","link_id":"t3_a","created_utc":1600000000}',
+    b'{"body":"big","score":99999999999999999999999,"subreddit":"t","id":"d14","link_id":"t3_a","created_utc":1600000000}',
+    b"\t", b"\r",
 ]
 
 
@@ -43,7 +70,7 @@ def _lines(variants, big_score: bool) -> list[bytes]:
         rec = dict(BASE, id=f"c{i}") | v
         rec = {k: val for k, val in rec.items() if not (val is None and k in v and k in ("body",) and "title" in v)}
         out.append(orjson.dumps(rec))
-    out += [b"[1, 2]", b'{"body": "cut', b'{"body": "\xff\xfe", "id": "u"}', b"   ", b"", b"null"]
+    out += [b"[1, 2]", b'{"body": "cut', b'{"body": "\xff\xfe", "id": "u"}', b"   ", b"", b"null", *RAW_LINES]
     if big_score:  # first, so that cutting a .zst short does not remove it
         out.insert(0, orjson.dumps(dict(BASE, id="big", score=2**63)))
     return out
@@ -62,7 +89,7 @@ def _ours(path: str, batch_rows: int):
     return pa.concat_tables([b.messages for b in batches]), q, sum(b.records for b in batches)
 
 
-@pytest.mark.parametrize("big_score", [False, True], ids=["column-path", "block-falls-back"])
+@pytest.mark.parametrize("big_score", [False, True], ids=["column-path", "block-read-again"])
 @pytest.mark.parametrize("batch_rows", [7, 20_000])
 @pytest.mark.parametrize("zst", [False, True])
 def test_block_reader_equals_line_reader(tmp_path, big_score, batch_rows, zst):
@@ -72,13 +99,11 @@ def test_block_reader_equals_line_reader(tmp_path, big_score, batch_rows, zst):
     ref_t, ref_q, ref_n = _reference(str(path))
     t, q, n = _ours(str(path), batch_rows)
     assert n == ref_n
-    lines = [x for x in reddit.iter_lines(str(path)) if not isinstance(x, Quarantined)]
-    if big_score:  # a score no int64 holds: Arrow refuses the block, the reference reads it
-        with pytest.raises(TypeError):
-            reddit._fast_block(str(path), lines)
-    else:  # the column path takes the ordinary lines, the reference only the odd ones
-        fast, slow = reddit._fast_block(str(path), lines)
-        assert fast.num_rows > 40 and len(slow) < len(lines) - 40
+    # The column path takes the ordinary lines and the reference only the odd ones, also when a
+    # number no int64 holds makes the strict read fail and the block is read again.
+    mixed = b"\n".join(_lines([{}] * 300 + VARIANTS, big_score)) + b"\n"
+    (fast, slow, n_rows), = [(t.num_rows, len(o), k) for t, o, k in reddit._line_table(str(path), 0, mixed, 0, 10**9)]
+    assert fast >= 300 and slow < len(VARIANTS) + len(RAW_LINES) + 6
     assert ref_t.num_rows > 100 and len(ref_q) > 20  # the variants really produce both kinds of row
     assert t.equals(ref_t), "message rows differ from the line-by-line reader"
     key = lambda r: (r["source_record"] if r["source_record"] is not None else -1, r["reason"])
@@ -90,3 +115,16 @@ def test_empty_file(tmp_path):
     path.write_bytes(b"")
     t, q, n = _ours(str(path), 100)
     assert (t.num_rows, n, [r["reason"] for r in q]) == (0, 1, ["empty_file"])
+
+
+@pytest.mark.parametrize("name", ["RC_2005-12.zst", "paul-e_test_comments.ndjson", "paul-e_test_submissions.ndjson"])
+def test_block_reader_equals_line_reader_on_real_dumps(real, name):
+    """The real samples: 2005 comments, and 2005-2024 layouts (float times, `_meta`, submissions)."""
+    path = str(real / "reddit" / name)
+    ref_t, ref_q, ref_n = _reference(path)
+    t, q, n = _ours(path, 20_000)
+    assert (n, q) == (ref_n, ref_q) and t.equals(ref_t)
+    if "comments" in name or name.startswith("RC_"):  # comments of every layout take the column path
+        data = b"".join(x[2] for x in reddit._blocks(path) if x[0] == "lines")
+        (fast, slow, _), = [(t.num_rows, len(o), k) for t, o, k in reddit._line_table(path, 0, data, 0, 10**9)]
+        assert slow <= fast // 10, (fast, slow)

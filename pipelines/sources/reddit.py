@@ -8,9 +8,9 @@ Each line becomes one outcome. See docs/formats/reddit.md for the field mapping.
 
 from __future__ import annotations
 
+import io
 import math
 import re
-from itertools import compress, repeat
 from typing import Iterator
 
 import orjson
@@ -345,29 +345,28 @@ def _line_outcome(path: str, n: int, off: int, raw: bytes) -> Outcome:
     obj, err = parse_json(raw)
     if err is not None:
         return _q(path, n, off, err.reason, f"line {n}: {err.detail}", raw)
+    obj = _first_wins(raw, obj)
     return guarded(lambda: parse_record(obj, path, n, off, raw), path, n, raw, off)
 
 
 # --- whole blocks at once ------------------------------------------------------------------------
 #
-# Most lines of a comment dump are alike: every field has its usual type and value range. For a
-# block of lines, those are found by checking each column's types at once, and converted with
-# column operations (Polars); the rest (submissions, odd types, out-of-range times, `_meta`,
-# broken JSON) go through `_line_outcome` one by one, so each still becomes its own message or
-# quarantine row and the output equals `read_file`'s (tests/test_reddit_batches.py).
-
-_NONE, _STR, _INT, _BOOL = type(None), str, int, bool
-# The fields a fast comment line may have, with the types the column path handles.
-_FAST_TYPES = {"id": {_STR}, "created_utc": {_INT}, "subreddit": {_STR}, "author": {_NONE, _STR},
-               "body": {_STR}, "link_id": {_STR}, "parent_id": {_NONE, _STR}, "score": {_NONE, _INT},
-               "edited": {_NONE, _BOOL}, "_meta": {_NONE}, "retrieved_on": {_NONE, _INT},
-               "retrieved_utc": {_NONE, _INT}, "distinguished": {_NONE, _STR}, "stickied": {_NONE, _BOOL},
-               "controversiality": {_NONE, _INT}, "is_submitter": {_NONE, _BOOL}}
-# `normalise_newlines` as Polars expressions, except its final `str.strip()`: Python and Polars
-# disagree on some Unicode blanks, so a text whose first or last character is not printable
-# ASCII, or a body with an entity (`html.unescape`), is left to `unescape` itself.
-_UNSAFE_ENDS = r"^[^!-~]|[^!-~]$"
-
+# Most lines of a comment dump are alike: every field has its usual type and value range. A block
+# of whole lines is parsed by Polars' NDJSON reader (one call, in Rust, over the decompressed
+# bytes) with a schema whose types are strict where the reference checks a type: a `Categorical`
+# column takes only JSON strings, `Int64` only integers, `Boolean` only booleans, so a line with a
+# value of another type makes the read fail rather than be coerced. Lines are found with numpy
+# over the bytes. Everything the column path does not take goes through `_line_outcome` one by one,
+# so each still becomes its own message or quarantine row and the output equals `read_file`'s
+# (tests/test_reddit_batches.py):
+# * lines that are not `{...}` with nothing around (blank lines, a cut line, a leading blank, CRLF);
+# * lines with a `\uD8xx`-`\uDFxx` escape (Polars takes a lone surrogate that orjson refuses);
+# * lines of a read that fails: the block is read again with the numeric fields as text (a dump
+#   that writes times as strings), then in eighths, down to 8 lines, which the reference reads;
+# * lines whose values the columns do not cover: no `id`/`body`/`subreddit`/`link_id`, a time out
+#   of range, a number written as text that is not a plain integer (Polars writes an integral
+#   float as one, so `1706745600.0` is covered), an `edited` of 0.
+# A key repeated within a record keeps its first value on both paths (see `_first_wins`).
 
 def _strings(values: list):
     import polars as pl
@@ -377,149 +376,359 @@ def _strings(values: list):
     return pl.Series(values, dtype=pl.String).to_arrow()
 
 
-def _fast_block(path: str, lines: list[tuple[int, int, bytes]]):
-    """(Arrow table of the fast lines' messages, the other lines' outcomes), for one block."""
+BLOCK_BYTES = 16 << 20  # decompressed bytes per Polars read (about 27k Pushshift comment lines)
+MIN_SPLIT_LINES = 8  # a failing read of this many lines or fewer goes to the reference line by line
+_WS = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
+_KEY_END = re.compile(rb'"\s*:')
+_PLAIN_INT = r"^-?[0-9]+$"
+_NUMERIC = ("created_utc", "score", "retrieved_on", "retrieved_utc", "controversiality")
+
+
+def _first_wins(raw: bytes, obj):
+    """``obj`` as parsed with the first value of each repeated key (orjson keeps the last).
+
+    RFC 8259 leaves repeated keys undefined; Polars' reader (the block path) keeps the first,
+    so the reference does too. A record has a repeated key only if it has more `"key":` than
+    keys, so the common record pays for one regex count.
+    """
+    if not isinstance(obj, dict) or len(_KEY_END.findall(raw)) == len(obj):
+        return obj
+    import json
+
+    def first(pairs):
+        d: dict = {}
+        for k, v in pairs:
+            d.setdefault(k, v)
+        return d
+
+    return json.loads(raw, object_pairs_hook=first)
+
+
+def _schemas():
+    import polars as pl
+
+    cat, s = pl.Categorical, pl.String
+    meta = pl.Struct({"retrieved_2nd_on": s, "removal_type": cat, "was_deleted_later": pl.Boolean})
+    strict = {"id": cat, "created_utc": pl.Int64, "subreddit": cat, "author": cat, "body": cat, "link_id": cat,
+              "parent_id": cat, "score": pl.Int64, "edited": s, "_meta": meta, "retrieved_on": pl.Int64,
+              "retrieved_utc": pl.Int64, "distinguished": cat, "stickied": pl.Boolean, "controversiality": pl.Int64,
+              "is_submitter": pl.Boolean}
+    return strict, {k: (s if k in _NUMERIC else t) for k, t in strict.items()}
+
+
+def _join(data: bytes, starts, ends, idx):
+    """The lines ``idx`` of ``data`` as one NDJSON buffer: whole runs of adjacent lines are sliced, not copied line by line."""
+    import numpy as np
+
+    s, e = starts[idx], ends[idx]
+    breaks = np.flatnonzero(s[1:] != e[:-1] + 1) + 1
+    lo = np.r_[0, breaks]
+    hi = np.r_[breaks, len(idx)] - 1
+    if len(lo) == 1:
+        return data[s[0]:e[-1]]
+    return b"\n".join(data[a:b] for a, b in zip(s[lo].tolist(), e[hi].tolist()))
+
+
+def _read(data: bytes, starts, ends, idx, out: list, failed: list, state: dict) -> None:
+    """Parse lines ``idx`` with Polars into ``out`` as (frame, line indices, lenient); lines no read
+    takes go to ``failed``. ``state["lenient"]``: the schema that read the last block is tried first
+    (a dump that writes its times as floats needs the lenient one for every block)."""
+    import polars as pl
+
+    buf = _join(data, starts, ends, idx)
+    strict, lenient_schema = _schemas()
+    first = bool(state.get("lenient"))
+    for lenient in (first, not first):
+        try:
+            out.append((pl.read_ndjson(io.BytesIO(buf), schema=lenient_schema if lenient else strict), idx, lenient))
+            state["lenient"] = lenient
+            return
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - some line Polars refuses: narrow it down
+            continue
+    if len(idx) <= MIN_SPLIT_LINES:
+        failed.extend(idx.tolist())
+        return
+    for part in _split(idx, 8):
+        _read(data, starts, ends, part, out, failed, state)
+
+
+def _split(idx, k: int):
+    import numpy as np
+
+    return [p for p in np.array_split(idx, k) if len(p)]
+
+
+def _columns(path: str, df, lenient: bool, nums):
+    """(Arrow table of the rows the columns take, positions in ``df`` of the others), for one parsed read."""
+    import numpy as np
     import polars as pl
     import pyarrow as pa
 
+    c = pl.col
+    checks = [c("id").is_not_null(), c("id").cast(pl.String) != "", c("subreddit").is_not_null(),
+              c("body").is_not_null(), c("link_id").is_not_null(),
+              c("_meta").struct.field("retrieved_2nd_on").is_null()
+              | c("_meta").struct.field("retrieved_2nd_on").str.contains(_PLAIN_INT),
+              c("edited").is_null() | c("edited").is_in(["true", "false"])
+              | (c("edited").str.contains(_PLAIN_INT) & (c("edited").str.to_integer(strict=False) != 0))]
+    if lenient:  # numbers written as text: only plain integers mean the same as the integer
+        checks += [c(k).is_null() | c(k).str.contains(_PLAIN_INT) for k in _NUMERIC]
+    df = df.with_row_index("_pos").with_columns(pl.all_horizontal(checks).fill_null(False).alias("_ok"))
+    if lenient:
+        df = df.with_columns(c(k).str.to_integer(strict=False) for k in _NUMERIC)
+    in_range = c("created_utc").is_between(MIN_TIME_S, MAX_TIME_S, closed="left")
+    df = df.with_columns(c("_ok") & in_range.fill_null(False))
+    slow = df.filter(~c("_ok"))["_pos"]
+    df = df.filter(c("_ok")).with_columns(c(pl.Categorical).cast(pl.String))
+
+    def bare(x):
+        return pl.when(x.str.starts_with("t1_") | x.str.starts_with("t3_")).then(x.str.slice(3)).otherwise(x)
+
+    def micros(x):
+        return pl.when(x.is_between(MIN_TIME_S, MAX_TIME_S, closed="left")).then(x * 1_000_000)
+
+    thread = pl.lit(f"{PLATFORM}:t3_") + bare(c("link_id"))
+    parent = (pl.when(c("parent_id").is_null()).then(thread)
+              .when(c("parent_id").str.starts_with("t1_") | c("parent_id").str.starts_with("t3_"))
+              .then(pl.lit(f"{PLATFORM}:") + c("parent_id"))
+              .when(c("parent_id") == bare(c("link_id"))).then(thread)
+              .otherwise(pl.lit(f"{PLATFORM}:t1_") + c("parent_id")))
+    removed = c("body").is_in(list(REMOVED_BODIES))
+    edited_n = pl.when(c("edited").str.contains(_PLAIN_INT)).then(c("edited").str.to_integer(strict=False))
+    edited_flag = (c("edited") == "true") | (edited_n.is_not_null() & micros(edited_n).is_null())
+    deleted = c("author").is_null() | c("author").is_in([*DELETED_AUTHORS, ""])
+    meta = c("_meta").struct
+    second = meta.field("retrieved_2nd_on").str.to_integer(strict=False)
+    removal = meta.field("removal_type").cast(pl.String)
+    deleted_later = meta.field("was_deleted_later").fill_null(False)
+    out = df.select(
+        (pl.lit(f"{PLATFORM}:t1_") + bare(c("id"))).alias(M.message_id),
+        (pl.lit("r/") + c("subreddit")).alias(M.community), thread.alias(M.thread_id), parent.alias(M.parent_id),
+        pl.when(deleted).then(None).otherwise(c("author")).alias(M.author_id),
+        (c("created_utc") * 1_000_000).alias(M.created_at), c("score").alias(M.score),
+        micros(edited_n).alias(M.edited_at),
+        pl.coalesce(micros(second), micros(c("retrieved_on")), micros(c("retrieved_utc"))).alias(M.retrieved_at),
+        pl.when(removed).then(pl.lit("")).otherwise(c("body")).alias("t"), removed.alias("rm"),
+        (pl.any_horizontal(c("body").str.contains(s, literal=True) for s in ("\r", " \n", "\t\n", "\n\n\n"))
+         & ~removed).alias("nl"),
+        (removed | c("distinguished").is_not_null() | c("stickied").fill_null(False)
+         | (c("controversiality").fill_null(0) != 0) | c("is_submitter").fill_null(False) | edited_flag
+         | (removal.fill_null("") != "") | deleted_later).alias("x"),
+        removal.alias("rt"), deleted_later.alias("dl"),
+        edited_flag.alias("ef"), deleted.alias("del"), c("_pos"),
+        *(pl.lit(v, pl.String).alias(k) for k, v in ((M.platform, PLATFORM), (M.time_kind, "wall"),
+                                                     (M.time_precision, "second"), (M.kind, "comment"),
+                                                     (M.source_uri, path))))
+    t = out["t"]
+    nl_idx = out["nl"].arg_true()
+    if len(nl_idx):  # `normalise_newlines` but its final strip, on the bodies it changes, step by step
+        sub = t.gather(nl_idx)
+        if sub.str.contains("\r", literal=True).any():
+            sub = sub.str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
+        if (sub.str.contains(" \n", literal=True) | sub.str.contains("\t\n", literal=True)).any():
+            sub = sub.str.replace_all(r"[ \t]+\n", "\n")
+        if sub.str.contains("\n\n\n", literal=True).any():
+            sub = sub.str.replace_all(r"\n{3,}", "\n\n")
+        t = t.scatter(nl_idx, sub)
+    # Python and Polars disagree on some Unicode blanks, so a text whose first or last character is
+    # not printable ASCII, or a body with an entity (`html.unescape`), is left to `unescape` itself.
+    t = t.str.strip_chars(" \t\n\r\x0b\x0c")
+    ends = t.str.slice(0, 1).is_between("!", "~") & t.str.slice(-1).is_between("!", "~")
+    py_idx = ((~ends | df["body"].str.contains("&", literal=True)) & ~out["rm"]).arg_true()
+    if len(py_idx):
+        bodies = df["body"].gather(py_idx).to_list()
+        t = t.scatter(py_idx, [unescape(b) for b in bodies])
+    authors = out[M.author_id]
+    bots = {a: is_bot(a) for a in authors.unique().drop_nulls().to_list()}
+    bot = authors.replace_strict(bots, default=False, return_dtype=pl.Boolean)
+    kinds = pl.select(pl.when(out["del"]).then(pl.lit("deleted")).when(bot).then(pl.lit("bot"))
+                      .otherwise(pl.lit("user"))).to_series()
+    extra = [None] * len(t)
+    x_idx = out["x"].arg_true().to_list()
+    if x_idx:
+        rows = df.select("body", "distinguished", "stickied", "controversiality", "is_submitter")[x_idx].rows()
+        flags = out.select("ef", "rt", "dl")[x_idx].rows()
+        for j, (b, d, st, cv, isub), (ef, rt, dl) in zip(x_idx, rows, flags):
+            x = {"removed": b.strip("[]")} if b in REMOVED_BODIES else {}
+            x.update(distinguished=d, stickied=st, controversiality=cv, is_submitter=isub)
+            if ef:
+                x["edited"] = True
+            if rt:
+                x["removal_type"] = rt
+            if dl:
+                x["deleted_later"] = True
+            extra[j] = _compact(x)
+    too_large = t.str.len_chars() > MAX_TEXT_CHARS
+    table = pa.table({
+        M.message_id: out[M.message_id].to_arrow(), M.platform: out[M.platform].to_arrow(),
+        M.community: out[M.community].to_arrow(), M.thread_id: out[M.thread_id].to_arrow(),
+        M.parent_id: out[M.parent_id].to_arrow(), M.author_id: authors.to_arrow(),
+        M.author_name: authors.to_arrow(), M.author_kind: kinds.to_arrow(),
+        M.created_at: out[M.created_at].to_arrow(), M.time_kind: out[M.time_kind].to_arrow(),
+        M.time_precision: out[M.time_precision].to_arrow(), M.kind: out[M.kind].to_arrow(),
+        M.text: t.to_arrow(), M.score: out[M.score].to_arrow(), M.edited_at: out[M.edited_at].to_arrow(),
+        M.retrieved_at: out[M.retrieved_at].to_arrow(), M.extra: _strings(extra),
+        M.source_uri: out[M.source_uri].to_arrow(),
+    })
+    pos = out["_pos"].to_numpy()
+    table = table.append_column(M.order_in_source, pa.array(nums[pos], pa.int64()))
+    table = table.append_column(M.source_record, pa.array(nums[pos], pa.int64()))
+    slow = slow.to_numpy()
+    if too_large.any():  # the reference writes the quarantine row
+        big = too_large.to_numpy()
+        slow = np.concatenate([slow, pos[big]])
+        table = table.filter(pa.array(~big))
+    return table, slow
+
+
+def _line_table(path: str, offset: int, data: bytes, n0: int, batch_rows: int, state: dict | None = None):
+    """(message table, other outcomes in line order, records) for each ``batch_rows`` records of one
+    block of whole lines (``data`` ends with a newline; its first non-blank line is number ``n0``)."""
+    import numpy as np
+
     from schemas import MESSAGES
 
-    loads = orjson.loads
-    objs: list = []
-    for _, _, raw in lines:
-        try:
-            objs.append(loads(raw))
-        except Exception:  # noqa: BLE001 - the reference path names the fault
-            objs.append(None)
-    fast = [i for i, o in enumerate(objs) if type(o) is dict and "body" in o]
-    fast_objs = [objs[i] for i in fast]
-    cols: dict[str, list] = {}
-    for key, types in _FAST_TYPES.items():
-        # map(dict.get, ...) runs the loop in C: this is most of the per-line cost left.
-        col = cols[key] = list(map(dict.get, fast_objs, repeat(key)))
-        if not set(map(type, col)) <= types:
-            keep = [type(v) in types for v in col]
-            fast, fast_objs = list(compress(fast, keep)), list(compress(fast_objs, keep))
-            cols = {k: list(compress(vs, keep)) for k, vs in cols.items()}
-    nums = [lines[i][0] for i in fast]
-    df = pl.DataFrame({
-        "id": pl.Series(cols["id"], dtype=pl.String), "created": pl.Series(cols["created_utc"], dtype=pl.Int64),
-        "sub": pl.Series(cols["subreddit"], dtype=pl.String), "author": pl.Series(cols["author"], dtype=pl.String),
-        "body": pl.Series(cols["body"], dtype=pl.String), "link": pl.Series(cols["link_id"], dtype=pl.String),
-        "parent": pl.Series(cols["parent_id"], dtype=pl.String), "score": pl.Series(cols["score"], dtype=pl.Int64),
-        "ron": pl.Series(cols["retrieved_on"], dtype=pl.Int64), "rutc": pl.Series(cols["retrieved_utc"], dtype=pl.Int64),
-        "n": pl.Series(nums, dtype=pl.Int64),
-    }, strict=True)
-    in_range = pl.col("created").is_between(MIN_TIME_S, MAX_TIME_S, closed="left") & pl.col("id").ne("")
-    ok = df.select(in_range.alias("ok"))["ok"].to_list()
-    if not all(ok):
-        fast = [i for i, k in zip(fast, ok) if k]
-        df = df.filter(in_range)
-        cols = {k: [v for v, k2 in zip(vs, ok) if k2] for k, vs in cols.items()}
+    state = {} if state is None else state
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    nonempty = ends > starts
+    first = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 10)
+    last = np.where(nonempty, arr[np.maximum(ends - 1, 0)], 10)
+    fast = nonempty & (first == ord("{")) & (last == ord("}"))
+    blank = ~nonempty
+    for i in np.flatnonzero(nonempty & np.isin(first, list(_WS))).tolist():  # a line that starts blank
+        blank[i] = not data[starts[i]:ends[i]].strip()
+    # A surrogate escape (`\\uD800`-`\\uDFFF`): only the reference tells a lone one.
+    bs = np.flatnonzero(arr[:-5] == ord("\\"))
+    bs = bs[(arr[bs + 1] == ord("u")) & ((arr[bs + 2] | 0x20) == ord("d")) & np.isin(arr[bs + 3] | 0x20, list(b"89ab"))]
+    fast[np.searchsorted(ends, bs)] = False
+    kept = np.flatnonzero(~blank)
+    nums = n0 + np.arange(len(kept), dtype=np.int64)
+    line_no = np.full(len(ends), -1, dtype=np.int64)
+    line_no[kept] = nums
+    for g in range(0, len(kept), batch_rows):
+        idx = kept[g:g + batch_rows]
+        f = idx[fast[idx]]
+        slow = idx[~fast[idx]].tolist()
+        pieces: list = []
+        if len(f):
+            _read(data, starts, ends, f, pieces, slow, state)
+        tables = []
+        for df, lines, lenient in pieces:
+            table, rest = _columns(path, df, lenient, line_no[lines])
+            tables.append(table)
+            slow.extend(lines[rest].tolist())
+        outcomes = [_line_outcome(path, int(line_no[i]), offset + int(starts[i]), data[starts[i]:ends[i]])
+                    for i in sorted(slow)]
+        table = MESSAGES.conform(pa_concat(tables)) if tables else None
+        yield table, outcomes, len(idx)
 
-    def bare(c):
-        return pl.when(c.str.starts_with("t1_") | c.str.starts_with("t3_")).then(c.str.slice(3)).otherwise(c)
 
-    def micros(c):
-        return pl.when(c.is_between(MIN_TIME_S, MAX_TIME_S, closed="left")).then(c * 1_000_000)
+def pa_concat(tables):
+    import pyarrow as pa
 
-    thread = pl.lit(f"{PLATFORM}:t3_") + bare(pl.col("link"))
-    parent = (pl.when(pl.col("parent").is_null()).then(thread)
-              .when(pl.col("parent").str.starts_with("t1_") | pl.col("parent").str.starts_with("t3_"))
-              .then(pl.lit(f"{PLATFORM}:") + pl.col("parent"))
-              .when(pl.col("parent") == bare(pl.col("link"))).then(thread)
-              .otherwise(pl.lit(f"{PLATFORM}:t1_") + pl.col("parent")))
-    removed = pl.col("body").is_in(list(REMOVED_BODIES))
-    norm = (pl.col("body").str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
-            .str.replace_all(r"[ \t]+\n", "\n").str.replace_all(r"\n{3,}", "\n\n"))
-    out = df.select(
-        (pl.lit(f"{PLATFORM}:t1_") + bare(pl.col("id"))).alias(M.message_id),
-        (pl.lit("r/") + pl.col("sub")).alias(M.community), thread.alias(M.thread_id), parent.alias(M.parent_id),
-        (pl.col("created") * 1_000_000).alias(M.created_at), pl.col("score").alias(M.score),
-        pl.coalesce(micros(pl.col("ron")), micros(pl.col("rutc"))).alias(M.retrieved_at),
-        pl.when(removed).then(pl.lit("")).otherwise(norm).alias("t"),
-        ((norm.str.contains(_UNSAFE_ENDS) | pl.col("body").str.contains("&", literal=True)) & ~removed).alias("py"))
-    t = out["t"]
-    py_idx = out["py"].arg_true()
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
-    bodies, authors = cols["body"], cols["author"]
-    if len(py_idx):
-        t = t.scatter(py_idx, [unescape(bodies[i]) for i in py_idx.to_list()])
-    bots = {a: is_bot(a) for a in set(authors) if a is not None}
-    kinds = ["deleted" if a is None or a in DELETED_AUTHORS or a == "" else "bot" if bots[a] else "user"
-             for a in authors]
-    names = [None if k == "deleted" else a for a, k in zip(authors, kinds)]
-    extra = [None] * len(t)
-    for j, (b, d, st, c, isub, ed) in enumerate(zip(bodies, cols["distinguished"], cols["stickied"],
-                                                   cols["controversiality"], cols["is_submitter"], cols["edited"])):
-        if d or st or c or isub or ed or b in REMOVED_BODIES:
-            x = {"removed": b.strip("[]")} if b in REMOVED_BODIES else {}
-            x.update(distinguished=d, stickied=st, controversiality=_int_or_none(c), is_submitter=isub)
-            if ed is True:
-                x["edited"] = True
-            extra[j] = _compact(x)
-    n_rows = len(t)
-    slow_at = set(range(len(lines))).difference(fast)
-    too_large = t.str.len_chars() > MAX_TEXT_CHARS
-    if too_large.any():  # too_large: the reference writes the quarantine row
-        keep = (~too_large).to_list()
-        slow_at.update(i for i, k in zip(fast, keep) if not k)
-    else:
-        keep = None
-    table = pa.table({
-        M.message_id: out[M.message_id].to_arrow(), M.platform: pa.repeat(PLATFORM, n_rows),
-        M.community: out[M.community].to_arrow(), M.thread_id: out[M.thread_id].to_arrow(),
-        M.parent_id: out[M.parent_id].to_arrow(), M.author_id: _strings(names),
-        M.author_name: _strings(names), M.author_kind: _strings(kinds),
-        M.created_at: out[M.created_at].to_arrow(), M.time_kind: pa.repeat("wall", n_rows),
-        M.time_precision: pa.repeat("second", n_rows),
-        M.order_in_source: df["n"].to_arrow(), M.kind: pa.repeat("comment", n_rows),
-        M.text: t.to_arrow(), M.score: out[M.score].to_arrow(),
-        M.retrieved_at: out[M.retrieved_at].to_arrow(), M.extra: _strings(extra),
-        M.source_uri: pa.repeat(path, n_rows), M.source_record: df["n"].to_arrow(),
-    })
-    if keep is not None:
-        table = table.filter(pa.array(keep))
-    slow = [_line_outcome(path, *lines[i]) for i in sorted(slow_at)]
-    return MESSAGES.conform(table), slow
+
+def _blocks(path: str):
+    """The decompressed bytes of one dump in blocks of whole lines, with the stream's faults where
+    ``iter_lines`` has them: ("lines", offset, data ending with a newline), ("too_large", offset,
+    excerpt) for a line longer than MAX_LINE_BYTES, ("broken", Quarantined, offset, incomplete last line)."""
+    with open_binary(path) as stream:
+        parts: list[bytes] = []
+        size = 0  # bytes in parts
+        tail = 0  # bytes of parts after its last newline (an incomplete line)
+        offset = 0  # decompressed offset of parts[0]
+        discarding = False  # inside an over-long line, dropping bytes up to its newline
+        for chunk in _chunks(path, stream):
+            if isinstance(chunk, Quarantined):
+                data = b"".join(parts)
+                cut = len(data) - tail
+                if cut:
+                    yield "lines", offset, data[:cut]
+                yield "broken", chunk, offset + cut, data[cut:]
+                return
+            if discarding:
+                nl = chunk.find(b"\n")
+                if nl == -1:
+                    offset += len(chunk)
+                    continue
+                discarding = False
+                offset += nl + 1
+                chunk = chunk[nl + 1:]
+            parts.append(chunk)
+            size += len(chunk)
+            nl = chunk.rfind(b"\n")
+            tail = len(chunk) - nl - 1 if nl != -1 else tail + len(chunk)
+            if tail > MAX_LINE_BYTES:
+                data = b"".join(parts)
+                cut = len(data) - tail
+                if cut:
+                    yield "lines", offset, data[:cut]
+                yield "too_large", offset + cut, data[cut:cut + 800]
+                offset += len(data)
+                parts, size, tail, discarding = [], 0, 0, True
+            elif size - tail >= BLOCK_BYTES:
+                data = b"".join(parts)
+                cut = len(data) - tail
+                yield "lines", offset, data[:cut]
+                offset += cut
+                parts, size = ([data[cut:]] if tail else []), tail
+        data = b"".join(parts)
+        if data:
+            yield "lines", offset, data if data.endswith(b"\n") else data + b"\n"
+
+
+_END = object()
+
+
+def _ahead(items: Iterator):
+    """The items of ``items``, each next one made in a worker thread while the caller works on the
+    one before: decompressing the next block overlaps parsing this one (zstd and Polars release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="reddit-blocks") as pool:
+            fut = pool.submit(next, items, _END)
+            while (item := fut.result()) is not _END:
+                fut = pool.submit(next, items, _END)
+                yield item
+    finally:
+        items.close()
 
 
 def read_batches(paths: list[str], batch_rows: int):
-    """Like ``read_unit``, by blocks: yields (message table, other outcomes in file order, records).
+    """Like ``read_unit``, by blocks: yields (message table or None, other outcomes in file order, records).
 
     Row for row the same outcomes as ``read_unit``; the message table is in file order.
-    A block the column path cannot take as a whole (a value Arrow rejects) is read line by line.
     """
     for path in paths:
-        records = 0
-        block: list[tuple[int, int, bytes]] = []
-        tail: list[Outcome] = []
-        for item in iter_lines(path):
-            records += 1
-            if isinstance(item, Quarantined):  # too_large, truncated, corrupt: numbered like the lines
-                tail.append(item)
+        records = n = 0
+        state: dict = {}
+        for item in _ahead(_blocks(path)):
+            if item[0] == "lines":
+                for table, outcomes, k in _line_table(path, item[1], item[2], n, batch_rows, state):
+                    n += k
+                    records += k
+                    yield table, outcomes, k
+                continue
+            if item[0] == "too_large":
+                q = Quarantined(path, "too_large", f"line {n} is longer than {MAX_LINE_BYTES} bytes",
+                                source_record=n, byte_offset=item[1], excerpt=item[2])
+                n += 1
             else:
-                block.append(item)
-            if len(block) + len(tail) >= batch_rows:
-                yield _block_outcomes(path, block, tail)
-                block, tail = [], []
+                chunk, off, buf = item[1:]
+                rest = buf.strip()
+                q = Quarantined(chunk.source_uri, chunk.reason,
+                                chunk.detail + (f"; incomplete last line of {len(buf)} bytes" if rest else ""),
+                                source_record=n, byte_offset=off, excerpt=rest or None)
+            records += 1
+            yield None, [q], 1
         if records == 0:
-            tail.append(Quarantined(path, "empty_file", "the file holds no records", source_record=0, byte_offset=0))
-        if block or tail:
-            yield _block_outcomes(path, block, tail)
-
-
-def _block_outcomes(path, block, tail):
-    try:
-        table, slow = _fast_block(path, block) if block else (None, [])
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001 - a value Arrow or Polars refuses: the reference path takes the block
-        table, slow = None, [_line_outcome(path, *line) for line in block]
-    outcomes = slow + tail
-    outcomes.sort(key=lambda o: (o.source_record if isinstance(o, Quarantined) and o.source_record is not None
-                                 else o.get(M.source_record, 0) if isinstance(o, dict) else 0))
-    return table, outcomes, len(block) + len(tail)
+            yield None, [Quarantined(path, "empty_file", "the file holds no records", source_record=0, byte_offset=0)], 1
 
 
 read_unit = files_in_turn(read_file)
