@@ -184,10 +184,15 @@ def _floor_reddit(paths, parse: bool):
 
 def _child(mode: str, fmt: str, paths: list[str]) -> None:
     if mode == "ours":
+        import pyarrow as pa
+
         import pipelines.stages.ingest  # imports are set-up, not reading
         import pipelines.sources
 
         pipelines.sources.get_reader(fmt)
+        # pyarrow imports pandas on its first conversion of Python values (about 0.5 s here): an
+        # import, once per process, which at these sizes would otherwise be most of the time.
+        pa.array(["warm-up"])
     if mode == "parse":
         import polars  # noqa: F401 - set-up, not reading
     t0, c0 = time.perf_counter(), time.process_time()
