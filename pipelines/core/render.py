@@ -42,14 +42,16 @@ class MessageTokens:
     """Every referenced message, tokenised once: flat ids with per-message offsets.
 
     ``keys`` maps (timeline_id, seq) to the message row; per-message arrays are indexed by
-    that row. ``mention`` holds, per flat token, the code (in ``codes``) of the pseudonym a
-    ``<mention>`` id stands for, -1 for an unknown one and -2 for any other token.
+    that row. The ``<mention>`` ids are kept sparse: ``mention_pos`` their flat positions
+    (sorted), ``mention_codes`` the code (in ``codes``) of the pseudonym each stands for, -1
+    for an unknown one (a dense per-token array would cost 8 bytes a token).
     """
 
     keys: pl.DataFrame
     offsets: np.ndarray      # int64 [n+1]
     ids: np.ndarray          # int32 [offsets[-1]]
-    mention: np.ndarray      # int64 [offsets[-1]]
+    mention_pos: np.ndarray  # int64 [k], flat positions of the <mention> ids
+    mention_codes: np.ndarray  # int64 [k]
     body_len: np.ndarray     # int64 [n], after truncation to max_message_tokens
     body_bytes: np.ndarray   # int32 [n]
     author: np.ndarray       # int64 [n], code of the author pseudonym (-1 null)
@@ -60,8 +62,8 @@ class MessageTokens:
     truncated: int           # messages whose body was cut
 
     def messages(self) -> Messages:
-        return Messages(self.offsets, self.ids, self.mention, self.body_len, self.author, self.body_bytes,
-                        self.time, self.message_id)
+        return Messages(self.offsets, self.ids, None, self.body_len, self.author, self.body_bytes,
+                        self.time, self.message_id, mention_pos=self.mention_pos, mention_codes=self.mention_codes)
 
 
 def code_values(values, codes: pa.Array) -> np.ndarray:
@@ -97,10 +99,10 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     offsets = exclusive_cumsum(lens)
 
-    # Mentions: the k-th <mention> id of a message is its k-th MENTION_OR_MARKER match.
-    is_mention = ids == mention_id
-    msg_of_token = np.repeat(np.arange(len(lens)), lens)
-    n_tok_mentions = np.bincount(msg_of_token[is_mention], minlength=len(lens))
+    # Mentions: the k-th <mention> id of a message is its k-th MENTION_OR_MARKER match. The
+    # message of each is found by its position (no per-token array).
+    mention_pos = np.flatnonzero(ids == mention_id)
+    n_tok_mentions = np.bincount(np.searchsorted(offsets, mention_pos, side="right") - 1, minlength=len(lens))
     n_txt_mentions = prep["pseudonyms"].list.len().to_numpy()
     bad = np.nonzero(n_tok_mentions != n_txt_mentions)[0]
     if len(bad):
@@ -110,8 +112,7 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     pseudonyms = prep["pseudonyms"].explode(keep_nulls=False, empty_as_null=False)
     codes = pa.array(pl.concat([msgs[TL.author_id], pseudonyms, *extra_ids]).drop_nulls().unique().sort()
                      .to_arrow()).cast(pa.string())
-    mention = np.full(len(ids), -2, dtype=np.int64)
-    mention[is_mention] = code_values(pseudonyms.to_arrow(), codes)
+    mention_codes = code_values(pseudonyms.to_arrow(), codes)
 
     body_len = np.minimum(lens, max_message_tokens)
     body_bytes = prep["marked"].str.len_bytes().to_numpy().astype(np.int64)
@@ -127,7 +128,7 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
                        .otherwise(pl.col(TL.created_at).dt.epoch("s")).fill_null(-1)).to_series().to_numpy()
     return MessageTokens(
         keys=msgs.select(TL.timeline_id, TL.seq).with_row_index(MSG_INDEX),
-        offsets=offsets, ids=ids, mention=mention, body_len=body_len,
+        offsets=offsets, ids=ids, mention_pos=mention_pos, mention_codes=mention_codes, body_len=body_len,
         body_bytes=body_bytes.astype(np.int32), author=code_values(msgs[TL.author_id].to_arrow(), codes),
         time=time.astype(np.int64), ordinal=ordinal, message_id=msgs[TL.message_id].to_arrow(),
         codes=codes, truncated=len(cut))
@@ -272,27 +273,40 @@ def reference_rows(mt: MessageTokens, tok: Tokenizer, ex: pl.DataFrame, *, max_w
     return R.conform(pa.table(cols)), {k: r.dropped for k, r in refs.items()}
 
 
-def store_table(mt: MessageTokens) -> pa.Table:
-    """The token store rows (``schemas.TOKEN_STORE``) of ``mt``, one per message in ``mt`` order:
-    bodies cut to their kept length, with the author code of each ``<mention>`` id."""
-    lens = mt.body_len
+def store_table(mt: MessageTokens, rows: np.ndarray | None = None) -> pa.Table:
+    """The token store rows (``schemas.TOKEN_STORE``) of ``mt``'s messages ``rows`` (sorted, unique;
+    default every message), in that order: bodies cut to their kept length, with the author code
+    of each ``<mention>`` id. Gathered by a mask over the flat tokens (one byte a token), not a
+    per-token index."""
+    n_all = len(mt.body_len)
+    rows = np.arange(n_all, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    lens = mt.body_len[rows]
     off = exclusive_cumsum(lens)
-    n = len(lens)
-    if np.array_equal(lens, np.diff(mt.offsets)):  # nothing was cut: the bodies are the flat ids as they are
-        ids, mention = mt.ids, mt.mention
+    n = len(rows)
+    if n == n_all and np.array_equal(lens, np.diff(mt.offsets)):  # every body whole: the flat ids as they are
+        ids, pos, codes = mt.ids, mt.mention_pos, mt.mention_codes
     else:
-        tok_msg = np.repeat(np.arange(n), lens)
-        src = np.arange(int(off[-1])) - off[tok_msg] + mt.offsets[:-1][tok_msg]
-        del tok_msg
-        ids, mention = mt.ids[src], mt.mention[src]
-    pos = np.flatnonzero(mention != -2)  # the <mention> tokens, and below the message each is in
-    per_msg = np.bincount(np.searchsorted(off, pos, side="right") - 1, minlength=n)
+        start = mt.offsets[:-1][rows]
+        some = lens > 0  # the non-empty bodies start (and end) at distinct positions
+        edge = np.zeros(len(mt.ids) + 1, dtype=np.int8)
+        edge[start[some]] += 1
+        edge[start[some] + lens[some]] -= 1
+        keep = np.cumsum(edge[:-1], dtype=np.int8).view(bool)  # 1 inside a kept body, else 0
+        del edge
+        ids = mt.ids[keep]
+        kept = keep[mt.mention_pos]
+        pos, codes = mt.mention_pos[kept], mt.mention_codes[kept]
+        del keep
+    # each kept <mention> id's message, as a row of the store
+    msg = np.searchsorted(rows, np.searchsorted(mt.offsets, pos, side="right") - 1)
+    per_msg = np.bincount(msg, minlength=n)
     keys = mt.keys
+    take = pa.array(rows)
     return TS.conform(pa.table({
-        TS.message_id: mt.message_id, TS.timeline_id: keys[TL.timeline_id].to_arrow(),
-        TS.seq: keys[TL.seq].to_arrow(), TS.author_code: pa.array(mt.author.astype(np.int32)),
+        TS.message_id: mt.message_id.take(take), TS.timeline_id: keys[TL.timeline_id].to_arrow().take(take),
+        TS.seq: keys[TL.seq].to_arrow().take(take), TS.author_code: pa.array(mt.author[rows].astype(np.int32)),
         TS.tokens: list_array(off, ids, pa.int32()),
-        TS.mention_codes: list_array(exclusive_cumsum(per_msg), mention[pos].astype(np.int32), pa.int32()),
-        TS.time: pa.array(mt.time), TS.ordinal: pa.array(mt.ordinal), TS.body_bytes: pa.array(mt.body_bytes),
+        TS.mention_codes: list_array(exclusive_cumsum(per_msg), codes.astype(np.int32), pa.int32()),
+        TS.time: pa.array(mt.time[rows]), TS.ordinal: pa.array(mt.ordinal[rows]),
+        TS.body_bytes: pa.array(mt.body_bytes[rows]),
     }))
-

@@ -221,60 +221,94 @@ def own_items(probes: nw.LazyFrame, msgs: nw.LazyFrame, k: int, engine) -> nw.La
 
 def other_items(ex: nw.LazyFrame, msgs: nw.LazyFrame, hist: nw.LazyFrame, k: int, other_public: bool,
                 engine) -> nw.LazyFrame:
-    """(example_id, timeline_id, seq): b's messages a had read before the target (since an
+    """(example_id, timeline_id, target_seq, seq): b's messages a had read before the target (since an
     earlier message of a) and before the window, the latest k; with `other_public`, b's
     public messages before the window join them."""
     events = read_events(msgs, hist).rename({"_reader": E.self_id, "_writer": E.other_id})
     read = (ex.join(events, on=[E.timeline_id, E.self_id, E.other_id])
             .filter((nw.col("_since") < nw.col(E.target_seq)) & (nw.col("_read") < nw.col("_w0")))
-            .select(E.example_id, E.timeline_id, nw.col("_read").alias(T.seq)))
+            .select(E.example_id, E.timeline_id, E.target_seq, nw.col("_read").alias(T.seq)))
     if other_public:
         public = (msgs.filter(~nw.col(T.author_id).is_null() & ~nw.col(T.platform).is_in(PRIVATE_PLATFORMS)
                               & (nw.col(T.recipient_ids).is_null() | (nw.col(T.recipient_ids).list.len() == 0)))
                   .select(T.timeline_id, nw.col(T.author_id).alias("_who"), T.seq))
-        probes = ex.select(E.example_id, E.timeline_id, nw.col(E.other_id).alias("_who"), "_w0")
-        read = nw.concat([read, latest_before(probes, public, [E.example_id, E.timeline_id], k, engine)])
+        probes = ex.select(E.example_id, E.timeline_id, E.target_seq, nw.col(E.other_id).alias("_who"), "_w0")
+        read = nw.concat([read, latest_before(probes, public, [E.example_id, E.timeline_id, E.target_seq], k,
+                                              engine)])
     latest = nw.col(T.seq).rank("ordinal", descending=True).over(E.example_id)
     return read.unique().with_columns(latest.alias("_r")).filter(nw.col("_r") <= k).drop("_r")
+
+
+def stream_gaps(key: list[str], items: nw.LazyFrame, msgs: nw.LazyFrame) -> nw.LazyFrame:
+    """``items`` (``key``…, timeline_id, seq) with `_g`, the seconds before each: since the previous
+    item of its key, and for the first since the previous message of its thread (null if it
+    opens the thread)."""
+    prev = lambda c: nw.col(c).shift(1).over(*key, order_by=T.seq)  # noqa: E731
+    return (items.join(msgs.select(T.timeline_id, T.seq, "_t", "_thread_gap"), on=[T.timeline_id, T.seq], how="left")
+            .with_columns(nw.when(prev(T.seq).is_null()).then(nw.col("_thread_gap"))
+                          .otherwise(nw.col("_t") - prev("_t")).alias("_g")))
+
+
+def attach_stream(df: nw.LazyFrame, key: list[str], gaps: nw.LazyFrame, seqs_col: str, gaps_col: str,
+                  engine) -> nw.LazyFrame:
+    """Add `seqs_col`, the seqs of ``gaps`` (:func:`stream_gaps`) per ``key`` in time order, and
+    `gaps_col`, their gaps (the list is null on ordinal timelines); empty lists where none."""
+    df = engine.attach_lists(df, key, gaps, {seqs_col: T.seq, gaps_col: "_g"}, order_by=T.seq)
+    return df.with_columns(nw.when(nw.col(E.timeline_id) == "wall").then(nw.col(gaps_col)).alias(gaps_col))
 
 
 def with_stream(df: nw.LazyFrame, key: list[str], items: nw.LazyFrame, msgs: nw.LazyFrame, seqs_col: str,
                 gaps_col: str, engine) -> nw.LazyFrame:
     """Add `seqs_col`, the ``items`` seqs (timeline_id, seq, per ``key``) in time order, and
-    `gaps_col`, seconds before each: since the previous message of the list, and for the first
-    since the previous message of its thread (null if it opens the thread). The gaps list is
-    null on ordinal timelines."""
-    prev = lambda c: nw.col(c).shift(1).over(*key, order_by=T.seq)  # noqa: E731
-    gaps = (items.join(msgs.select(T.timeline_id, T.seq, "_t", "_thread_gap"), on=[T.timeline_id, T.seq], how="left")
-            .with_columns(nw.when(prev(T.seq).is_null()).then(nw.col("_thread_gap"))
-                          .otherwise(nw.col("_t") - prev("_t")).alias("_g")))
-    df = engine.attach_lists(df, key, gaps, {seqs_col: T.seq, gaps_col: "_g"}, order_by=T.seq)
-    return df.with_columns(nw.when(nw.col(E.timeline_id) == "wall").then(nw.col(gaps_col)).alias(gaps_col))
+    `gaps_col`, seconds before each (:func:`stream_gaps`, :func:`attach_stream`)."""
+    return attach_stream(df, key, stream_gaps(key, items, msgs), seqs_col, gaps_col, engine)
 
 
-def with_streams(kept: nw.LazyFrame, msgs: nw.LazyFrame, hist: nw.LazyFrame, cfg: ExamplesConfig, k: int,
-                 engine) -> nw.LazyFrame:
-    """The kept examples with their three streams and gaps. The window and own streams depend
-    on the target only (its author, its window), so they are built once per target."""
+PER_TARGET = [E.timeline_id, E.target_seq]
+# The output's order, a unique key: a candidate is one (target, interlocutor).
+ORDER = [E.timeline_id, E.target_seq, E.other_id]
+
+
+def stream_parts(kept: nw.LazyFrame, msgs: nw.LazyFrame, hist: nw.LazyFrame, cfg: ExamplesConfig, k: int,
+                 engine) -> tuple[nw.LazyFrame, nw.LazyFrame]:
+    """What the kept examples' streams are made of, without the examples: (per target: timeline_id,
+    target_seq and the window and own streams with their gaps, built once per target as they
+    depend on the target only; per example: the interlocutor stream's items with their gaps,
+    (example_id, timeline_id, target_seq, seq, `_g`)). :func:`assemble` puts them together."""
     targets = kept.select(E.timeline_id, E.target_seq, E.self_id).unique()
-    window = window_items(targets.select(E.timeline_id, E.target_seq), hist)
-    starts = targets.join(window.group_by(E.timeline_id, E.target_seq).agg(nw.col(T.seq).min().alias("_w0")),
-                          on=[E.timeline_id, E.target_seq])
+    window = window_items(targets.select(*PER_TARGET), hist)
+    starts = targets.join(window.group_by(*PER_TARGET).agg(nw.col(T.seq).min().alias("_w0")), on=PER_TARGET)
     ex = kept.select(E.example_id, E.timeline_id, E.self_id, E.other_id, E.target_seq).join(
-        starts.drop(E.self_id), on=[E.timeline_id, E.target_seq])
-    per_target = [E.timeline_id, E.target_seq]
-    df = with_stream(kept, per_target, window, msgs, E.window_seqs, E.window_gaps, engine)
-    df = with_stream(df, per_target, own_items(starts, msgs, k, engine), msgs, E.own_seqs, E.own_gaps, engine)
-    return with_stream(df, [E.example_id], other_items(ex, msgs, hist, k, cfg.other_public, engine), msgs,
-                       E.other_seqs, E.other_gaps, engine)
+        starts.drop(E.self_id), on=PER_TARGET)
+    per_target = with_stream(targets.select(*PER_TARGET), PER_TARGET, window, msgs, E.window_seqs, E.window_gaps,
+                             engine)
+    per_target = with_stream(per_target, PER_TARGET, own_items(starts, msgs, k, engine), msgs, E.own_seqs,
+                             E.own_gaps, engine)
+    return per_target, stream_gaps([E.example_id], other_items(ex, msgs, hist, k, cfg.other_public, engine), msgs)
+
+
+def assemble(kept: nw.LazyFrame, per_target: nw.LazyFrame, other: nw.LazyFrame, engine) -> nw.LazyFrame:
+    """The examples ``kept`` with their three streams and gaps (in `schemas.EXAMPLES` columns), from
+    :func:`stream_parts`' two tables (or the rows of them ``kept`` needs)."""
+    df = kept.join(per_target, on=PER_TARGET)
+    return attach_stream(df, [E.example_id], other, E.other_seqs, E.other_gaps, engine).select(*E.names)
 
 
 def pair_examples(timeline: nw.LazyFrame, histories: nw.LazyFrame, cfg: ExamplesConfig, hcfg: HistoryConfig,
                   engine) -> tuple[nw.LazyFrame, StageResult]:
     """`timeline` + `reading_histories` in; (`pair_examples` rows in `schemas.EXAMPLES` columns,
-    unordered and materialized; their counts) out. Deterministic for given inputs and config,
-    whatever the input row order. The messages and the flagged candidates are materialized
-    (each is joined many times below)."""
+    unordered; their counts) out. Deterministic for given inputs and config, whatever the input
+    row order."""
+    (kept, per_target, other), result = example_parts(timeline, histories, cfg, hcfg, engine)
+    return assemble(kept, per_target, other, engine), result
+
+
+def example_parts(timeline: nw.LazyFrame, histories: nw.LazyFrame, cfg: ExamplesConfig, hcfg: HistoryConfig,
+                  engine) -> tuple[tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame], StageResult]:
+    """What :func:`pair_examples` makes, before :func:`assemble`: ((the kept candidates, their
+    per-target streams, their interlocutor items; see :func:`stream_parts`), the counts). The
+    messages, the flagged candidates and both stream tables are materialized (each is joined
+    many times); the examples themselves (a target's streams once per interlocutor) are not."""
     from pipelines.engines import to_polars
 
     msgs = engine.materialize(classify_messages(message_table(timeline, engine)))
@@ -290,11 +324,15 @@ def pair_examples(timeline: nw.LazyFrame, histories: nw.LazyFrame, cfg: Examples
         nw.len().alias("candidates"), nw.col(E.target_seq).n_unique().alias("targets"),
         *[e.cast(nw.Int64).sum().alias(r) for r, e in dropped_at.items()]))
     kept = flagged.filter(nw.col(flags[-1])).drop(*flags)
-    out = engine.materialize(with_streams(kept, msgs, hist, cfg, hcfg.k, engine).select(*E.names))
-    by_platform = to_polars(out.group_by(E.platform).agg(
+    if engine.name == "polars":  # its write takes the kept candidates a slice at a time, in ORDER (write_sorted)
+        kept = engine.materialize(kept.sort(ORDER))
+    del flagged
+    # Every kept candidate is one example (the streams are attached to it), so these count the examples.
+    by_platform = to_polars(kept.group_by(E.platform).agg(
         nw.len().alias("x"), nw.col(E.target_message_id).n_unique().alias("t")))
-    by_split = to_polars(out.group_by(E.split).agg(nw.len().alias("n")))
-    return out, examples_result(by_msg, by_cand, by_platform, by_split, cfg)
+    by_split = to_polars(kept.group_by(E.split).agg(nw.len().alias("n")))
+    per_target, other = (engine.materialize(f) for f in stream_parts(kept, msgs, hist, cfg, hcfg.k, engine))
+    return (kept, per_target, other), examples_result(by_msg, by_cand, by_platform, by_split, cfg)
 
 
 def examples_result(by_msg: pl.DataFrame, by_cand: pl.DataFrame, by_platform: pl.DataFrame,
@@ -343,8 +381,44 @@ def build_examples(timeline, histories, cfg: ExamplesConfig = ExamplesConfig(),
     df, result = pair_examples(engines.frame(timeline), engines.frame(histories), cfg, hcfg, engine)
     out = df.to_native()
     if isinstance(out, pl.LazyFrame):
-        out = out.sort(E.timeline_id, E.target_seq, E.other_id).collect()
+        out = out.sort(ORDER).collect()
     return out, result.summary()
+
+
+# Examples assembled at a time by the Polars engine's write (bounds its memory: about 0.4 KB each).
+WRITE_SLICE_ROWS = 262_144
+
+
+def write_sorted(kept: nw.LazyFrame, per_target: nw.LazyFrame, other: nw.LazyFrame, url: str, engine,
+                 slice_rows: int = WRITE_SLICE_ROWS) -> None:
+    """Polars: write the examples :func:`assemble` makes, in ``ORDER``, one slice at a time.
+
+    The kept candidates come in ``ORDER`` (a unique key; :func:`example_parts` sorts them on
+    Polars) and are cut into slices of ``slice_rows``; each slice takes the per-target streams
+    and interlocutor items of its targets (a range of (timeline_id, target_seq)), is assembled,
+    sorted and handed to the writer. The slices follow one another in ``ORDER``, so the files are those of sorting the
+    whole table, while only one slice's examples are held (never the table and a sorted copy).
+    """
+    from pipelines.core import storage
+
+    rows = kept.to_native().collect()
+    pt, items = per_target.to_native(), other.to_native()
+
+    def within(lo: tuple, hi: tuple) -> pl.Expr:  # (timeline_id, target_seq) in [lo, hi]
+        tl, ts = pl.col(E.timeline_id), pl.col(E.target_seq)
+        return (((tl > lo[0]) | ((tl == lo[0]) & (ts >= lo[1])))
+                & ((tl < hi[0]) | ((tl == hi[0]) & (ts <= hi[1]))))
+
+    def slices():
+        for a in range(0, rows.height, slice_rows):
+            part = rows.slice(a, slice_rows)
+            keys = part.select(*PER_TARGET)
+            lo, hi = keys.row(0), keys.row(part.height - 1)
+            df = assemble(nw.from_native(part.lazy()), nw.from_native(pt.filter(within(lo, hi))),
+                          nw.from_native(items.filter(within(lo, hi))), engine)
+            yield df.to_native().sort(ORDER).collect().to_arrow()
+
+    storage.write_table(url, slices(), schema=E)
 
 
 def check_split_leakage(examples_df: pl.DataFrame) -> CheckResult:
@@ -365,9 +439,13 @@ def run(ctx, engine) -> StageResult:
     """Read `timeline` and `reading_histories`, write `pair_examples` sorted by (timeline_id,
     target_seq, other_id); return the counts."""
     cfg, hcfg = ctx.config.section(ExamplesConfig), ctx.config.section(HistoryConfig)
-    df, result = pair_examples(engine.scan(ctx.config.table_url(T.name), T), engine.scan(ctx.config.table_url(H.name), H),
-                               cfg, hcfg, engine)
-    engine.write(df, ctx.config.table_url(E.name), E, order_by=[E.timeline_id, E.target_seq, E.other_id])
+    parts, result = example_parts(engine.scan(ctx.config.table_url(T.name), T),
+                                  engine.scan(ctx.config.table_url(H.name), H), cfg, hcfg, engine)
+    if engine.name == "polars":  # a slice at a time (the kept candidates are in ORDER)
+        write_sorted(*parts, ctx.config.table_url(E.name), engine)
+    else:
+        engine.write(assemble(*parts, engine), ctx.config.table_url(E.name), E, order_by=ORDER)
+    del parts
     ctx.log.info("examples: %d from %d target messages (blow-up %.2f)", result.rows_out,
                  result.figures["target_messages"], result.figures["blowup"])
     return result

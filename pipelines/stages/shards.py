@@ -28,7 +28,9 @@ import hashlib
 import io
 import json
 import math
+import os
 import posixpath
+import tempfile
 import time
 
 import narwhals as nw
@@ -459,31 +461,72 @@ def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> pl.Da
     return engines.to_polars(msgs).sort(TL.timeline_id, TL.seq)
 
 
-def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, log=None,
-                      split: str = "", layout: str = "flat", rows: np.ndarray | None = None
-                      ) -> tuple[pa.Table, dict[str, int]]:
-    """One split's rows (flat, or references into the store written from ``mt``): the examples
-    at row numbers ``rows`` (default: all of ``examples``) sorted by example_id, permuted by
-    ``cfg.seed``, made in batches of ``examples_per_batch``."""
+def split_batches(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, dropped: dict[str, int],
+                  log=None, split: str = "", layout: str = "flat", rows: np.ndarray | None = None):
+    """One split's rows (flat, or references into the store written from ``mt``), a batch of
+    ``examples_per_batch`` at a time: the examples at row numbers ``rows`` (default: all of
+    ``examples``) sorted by example_id, permuted by ``cfg.seed``. Adds the messages the token
+    budgets left out to ``dropped`` (per stream)."""
     # The split's rows in example_id order, then permuted: as row numbers into ``examples``, so
     # each batch is gathered on its own and the split is never copied whole (filtered, sorted, permuted).
     rows = np.arange(examples.height) if rows is None else rows
     order = rows[examples[E.example_id].gather(rows).arg_sort().to_numpy()]
     order = order[np.random.default_rng(cfg.seed).permutation(len(order))]
     rows_of = render.render_examples if layout == "flat" else render.reference_rows
-    parts, dropped = [], {"window": 0, "own": 0, "other": 0}
     with progress(f"render {split} examples" if split else "render examples", log, total=len(order),
                   unit="examples") as p:
         for a in range(0, len(order), cfg.examples_per_batch):
-            batch = examples[order[a:a + cfg.examples_per_batch]]
+            batch = examples[order[a:a + cfg.examples_per_batch]].with_columns(
+                pl.col(pl.Categorical).cast(pl.String))  # the ids as strings again (see read_examples)
             t, d = rows_of(mt, tok, batch, max_window_tokens=cfg.max_window_tokens,
                            max_stream_tokens=cfg.max_stream_tokens)
-            parts.append(t)
-            dropped = {k: dropped[k] + d[k] for k in dropped}
+            for k in d:
+                dropped[k] += d[k]
             p.update(t.num_rows)
+            yield t
+
+
+def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, log=None,
+                      split: str = "", layout: str = "flat", rows: np.ndarray | None = None
+                      ) -> tuple[pa.Table, dict[str, int]]:
+    """One split's rows as one table (:func:`split_batches`), and the messages the budgets left out."""
+    dropped = {"window": 0, "own": 0, "other": 0}
+    parts = list(split_batches(mt, tok, examples, cfg, dropped, log, split, layout, rows))
     empty = (S if layout == "flat" else R).arrow.empty_table()
-    table = pa.concat_tables(parts) if parts else empty
-    return table, dropped
+    return (pa.concat_tables(parts) if parts else empty), dropped
+
+
+def spill_splits(mt: render.MessageTokens, tok, examples: pl.DataFrame, splits: list[str], cfg: ShardsConfig,
+                 folder: str, log=None) -> tuple[list[tuple[str, str, dict[str, int]]], np.ndarray]:
+    """Reference layout: every split's rows rendered a batch at a time into an Arrow IPC file under
+    ``folder`` (a local temporary: the rows wait there, not in memory, until the store they
+    reference is written). Returns ([(split, file, messages left out)], the message rows of
+    ``mt`` any row references, sorted: what :func:`referenced_rows` gives for them all)."""
+    seen = np.zeros(len(mt.body_len), dtype=bool)
+    split_of = examples[E.split]
+    out = []
+    for i, split in enumerate(splits):
+        dropped = {"window": 0, "own": 0, "other": 0}
+        path = os.path.join(folder, f"{i}.arrow")
+        writer = None
+        with pa.OSFile(path, "wb") as f:
+            for t in split_batches(mt, tok, examples, cfg, dropped, log, split, "reference",
+                                   rows=np.flatnonzero((split_of == split).to_numpy())):
+                _mark_refs(seen, t)
+                if writer is None:
+                    writer = pa.ipc.new_file(f, t.schema)
+                writer.write_table(t)
+            if writer is None:  # an empty split: its file holds the schema
+                writer = pa.ipc.new_file(f, R.arrow)
+            writer.close()
+        out.append((split, path, dropped))
+    return out, np.flatnonzero(seen)
+
+
+def read_spilled(path: str) -> pa.Table:
+    """A split's rows back from :func:`spill_splits`' file, read whole (not memory-mapped)."""
+    with pa.OSFile(path, "rb") as f:
+        return pa.ipc.open_file(f).read_all()
 
 
 REF_COLUMNS = (R.window_msgs, R.own_msgs, R.other_msgs)
@@ -491,15 +534,34 @@ REF_COLUMNS = (R.window_msgs, R.own_msgs, R.other_msgs)
 SHARD_INPUT = tuple(c for c in E.names if c not in (E.platform, E.community, E.target_seq))
 
 
+# Ids repeated across examples (a split, a timeline, a thread, a user), held as categoricals while
+# the examples wait to be rendered (4 bytes a value); each batch gets them back as strings.
+_REPEATED = (E.split, E.timeline_id, E.thread_id, E.self_id, E.other_id)
+
+
+def read_examples(ex_frame: nw.LazyFrame, engine) -> pl.DataFrame:
+    """The ``SHARD_INPUT`` columns of every example on the driver, the ``_REPEATED`` ids as categoricals
+    (cast as Polars reads them, so the strings are never held whole)."""
+    if engine.name == "polars":
+        return ex_frame.to_native().select(
+            [pl.col(c).cast(pl.Categorical) if c in _REPEATED else pl.col(c) for c in SHARD_INPUT]).collect()
+    df = engines.to_polars(ex_frame.select(*SHARD_INPUT))
+    return df.with_columns(pl.col(c).cast(pl.Categorical) for c in _REPEATED)
+
+
 def referenced_rows(tables: list[pa.Table], n_messages: int) -> np.ndarray:
     """The message rows (sorted, unique) the reference rows ``tables`` name, of ``n_messages``:
     marked column by column (one byte per message, not a copy of every reference)."""
     seen = np.zeros(n_messages, dtype=bool)
     for t in tables:
-        for c in REF_COLUMNS:
-            for chunk in t.column(c).chunks:
-                seen[pc.list_flatten(chunk).to_numpy()] = True
+        _mark_refs(seen, t)
     return np.flatnonzero(seen)
+
+
+def _mark_refs(seen: np.ndarray, table: pa.Table) -> None:
+    for c in REF_COLUMNS:
+        for chunk in table.column(c).chunks:
+            seen[pc.list_flatten(chunk).to_numpy()] = True
 
 
 def renumber_refs(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -523,6 +585,10 @@ def run(ctx, engine=None) -> StageResult:
     (the figure ``dropped``, empty, is the JSON summary's older name for them), messages left
     out by token budgets or truncated, per-split rows, tokens and shard counts, the store's
     rows, tokens and bytes (reference layout), and the tokens/s of rendering + writing.
+
+    Memory: the examples are read after tokenising (the message texts are gone by then), and
+    in the reference layout every split's rows wait in a local temporary folder (Arrow IPC,
+    :func:`spill_splits`) while the store is written, then come back one split at a time.
     """
     cfg = ctx.config.section(ShardsConfig)
     engine = engine or engines.for_run(ctx)
@@ -533,15 +599,17 @@ def run(ctx, engine=None) -> StageResult:
     tok_sha = T.sha256_of(tok_url)
     ids = T.special_token_ids(tok)
     ex_frame = engine.scan(ctx.config.table_url(E.name), E)
-    examples = engines.to_polars(ex_frame.select(*SHARD_INPUT))  # only the columns a shard is made of
     t0 = time.monotonic()
     msgs = referenced_messages(engine.scan(ctx.config.table_url(TL.name), TL), ex_frame)
-    mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens,
-                                  extra_ids=[examples[E.self_id], examples[E.other_id]], log=ctx.log)
+    # The examples' users (for the pseudonym codes) without the examples: those are read after
+    # tokenising, so the message texts and the examples are never held together.
+    users = [engines.to_polars(ex_frame.select(c).unique()).get_column(c) for c in (E.self_id, E.other_id)]
+    mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, extra_ids=users, log=ctx.log)
     t_tok = time.monotonic() - t0
-    splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
     n_msgs = msgs.height
-    del msgs  # their texts are tokens now
+    del msgs, users  # their texts are tokens now
+    examples = read_examples(ex_frame, engine)
+    splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
     summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
                "messages_tokenised": n_msgs,
                "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
@@ -549,29 +617,33 @@ def run(ctx, engine=None) -> StageResult:
     total_tokens = 0
     t1 = time.monotonic()
     store = None
-    split_of = examples[E.split]
-    parts = ((split, *build_split_table(mt, tok, examples, cfg, ctx.log, split, cfg.layout,
-                                        rows=np.flatnonzero((split_of == split).to_numpy())))
-             for split in splits)   # flat: one split in memory at a time
-    if cfg.layout == "reference":
-        # Only the messages the rows reference once the budgets have cut the streams, renumbered.
-        parts = list(parts)
-        used = referenced_rows([t for _, t, _ in parts], len(mt.body_len))
-        parts = [(split, renumber_refs(t, used), d) for split, t, d in parts]
-        store = write_store(render.store_table(mt).take(pa.array(used)), shards_url, cfg, tokenizer_sha256=tok_sha,
-                            ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
-        summary["store"] = {"rows": store["rows"], "tokens": store["tokens"], "bytes": store["bytes"],
-                            "files": len(store["files"])}
-    shard_bytes = 0
-    for split, table, dropped in parts:
-        man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
-                          tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log,
-                          store=store)
-        summary["rows_out"] += man["rows"]
-        summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
-        summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
-        total_tokens += man["tokens"]
-        shard_bytes += sum(s["bytes"] for s in man["shards"])
+    with tempfile.TemporaryDirectory(prefix="socialcorpus-shards-") as spill:
+        if cfg.layout == "reference":
+            # Only the messages the rows reference once the budgets have cut the streams, renumbered.
+            parts, used = spill_splits(mt, tok, examples, splits, cfg, spill, ctx.log)
+            del examples  # every row is rendered: from here on only the rows and the tokens
+            store = write_store(render.store_table(mt, used), shards_url, cfg, tokenizer_sha256=tok_sha,
+                                ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
+            del mt
+            summary["store"] = {"rows": store["rows"], "tokens": store["tokens"], "bytes": store["bytes"],
+                                "files": len(store["files"])}
+            each = ((split, renumber_refs(read_spilled(path), used), d) for split, path, d in parts)
+        else:
+            split_of = examples[E.split]
+            each = ((split, *build_split_table(mt, tok, examples, cfg, ctx.log, split, cfg.layout,
+                                               rows=np.flatnonzero((split_of == split).to_numpy())))
+                    for split in splits)   # one split in memory at a time
+        shard_bytes = 0
+        for split, table, dropped in each:
+            man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
+                              tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log,
+                              store=store)
+            del table
+            summary["rows_out"] += man["rows"]
+            summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
+            summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
+            total_tokens += man["tokens"]
+            shard_bytes += sum(s["bytes"] for s in man["shards"])
     remove_unnamed_store_files(shards_url, store)
     write_build_record(shards_url, splits, config_hash=config_hash(ctx.config),
                        tokenizer_sha256=tok_sha, engine=engine.name)

@@ -1,0 +1,51 @@
+"""The token store rows of a subset of the tokenised messages (what the shards stage writes: only
+the messages the rows reference), on the real samples with bodies cut short: each row is its
+message's kept tokens, with one author code per ``<mention>`` id in it."""
+
+import numpy as np
+import pytest
+
+from pipelines import engines
+from pipelines.core import render, storage
+from pipelines.stages import shards as SH
+from pipelines.stages import tokenizer as T
+from schemas import EXAMPLES as E
+from schemas import TIMELINE as TL
+from schemas import TOKEN_STORE as TS
+
+
+@pytest.fixture(scope="module")
+def tokens(real_built):
+    config, _ = real_built
+    examples = storage.read(config.table_url(E.name))
+    msgs = SH.referenced_messages(engines.frame(storage.scan(config.table_url(TL.name))), engines.frame(examples))
+    tok = T.load(config.table_url("tokenizer.json"))
+    mt = render.tokenise_messages(msgs, tok, 12, [examples[E.self_id], examples[E.other_id]])
+    return mt, tok.token_to_id(T.MENTION)
+
+
+def _expected(mt, mention_id, r):
+    """Message row ``r``'s kept tokens and the codes of its <mention> ids, read off the flat arrays."""
+    a = int(mt.offsets[r])
+    body = mt.ids[a:a + int(mt.body_len[r])]
+    at = np.flatnonzero(body == mention_id) + a
+    codes = mt.mention_codes[np.searchsorted(mt.mention_pos, at)]
+    return body.tolist(), codes.tolist()
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_store_rows_are_the_kept_bodies_of_the_chosen_messages(tokens, every):
+    mt, mention_id = tokens
+    assert mt.truncated > 0 and len(mt.mention_pos) > 0  # some bodies are cut, some mention someone
+    rows = np.arange(0, len(mt.body_len), every)
+    table = render.store_table(mt, None if every == 1 else rows)
+    assert table.num_rows == len(rows)
+    assert table.column(TS.message_id).to_pylist() == mt.message_id.take(rows).to_pylist()
+    assert table.column(TS.seq).to_pylist() == mt.keys[TL.seq].to_numpy()[rows].tolist()
+    toks, codes = table.column(TS.tokens).to_pylist(), table.column(TS.mention_codes).to_pylist()
+    cut = 0
+    for i, r in enumerate(rows):
+        want_toks, want_codes = _expected(mt, mention_id, r)
+        assert toks[i] == want_toks and codes[i] == want_codes, int(r)
+        cut += mt.body_len[r] < mt.offsets[r + 1] - mt.offsets[r]
+    assert cut > 0  # the subset holds cut bodies too
