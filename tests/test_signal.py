@@ -116,6 +116,32 @@ def test_planted_words_are_not_in_the_window_where_only_a_stream_can_explain_the
     assert echoes > 50 and in_stream > 0.5 * echoes, (echoes, in_stream)
 
 
+def test_the_loaders_stream_membership_matches_the_role_tokens(corpus):
+    """The batches' ``own_member``/``other_member`` (the ssm_member input) mark exactly the stream
+    tokens of the stream person's messages: ``<self>`` messages in the own stream, ``<other>``
+    messages in the interlocutor stream, wherever a message's role token is in the kept tail."""
+    from trainer.data import ShardStream, load_manifest
+
+    man = load_manifest(corpus.table_url("shards", "validation", "manifest.json"))
+    sp = man.special_tokens
+    checked = {"own": [0, 0], "other": [0, 0]}
+    for i, b in enumerate(ShardStream(man, 32, shuffle=False, block_size=96, history_size=64)):
+        if i >= 10:
+            break
+        for side, role in (("own", "<self>"), ("other", "<other>")):
+            tok, seg, mem = b[side].numpy(), b[f"{side}_seg"].numpy(), b[f"{side}_member"].numpy()
+            r, t = np.nonzero((tok[:, :-1] == sp["<msg>"]) & (seg[:, :-1] >= 0))
+            same = mem[r, t] == (tok[r, t + 1] == sp[role])
+            checked[side][0] += len(r)
+            checked[side][1] += int(same.sum())
+            assert ((mem == 1) <= (seg >= 0)).all()                  # padding is never a member
+            # a message's tokens share its membership
+            inside = (seg[:, 1:] == seg[:, :-1]) & (seg[:, 1:] >= 0)
+            assert (mem[:, 1:][inside] == mem[:, :-1][inside]).all()
+    for side, (n, same) in checked.items():
+        assert n > 200 and same == n, checked
+
+
 def test_a_broken_history_join_is_caught(corpus, tmp_path):
     """Own streams permuted across the examples of each timeline (histories attached to the wrong
     messages and authors, as a bad join in the histories or examples stage would): the check fails."""

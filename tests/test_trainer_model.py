@@ -45,6 +45,60 @@ def test_swapping_own_and_other_streams_with_swapped_roles_gives_the_same_output
     assert (logits - logits_none).abs().max() > 1e-3
 
 
+MEMBER_CFG = dataclasses.replace(CFG, ssm_member=True, ssm_handoff_readout=True)
+
+
+def members(b, seed=1):
+    """0/1 per stream token: whether its message is by the stream's person (own: U, other: V)."""
+    g = torch.Generator().manual_seed(seed)
+    own = (torch.rand(b["own"].shape, generator=g) < 0.6).double() * (b["own_seg"] >= 0)
+    return own, (torch.rand(b["other"].shape, generator=g) < 0.6).double() * (b["other_seg"] >= 0)
+
+
+def test_with_the_member_input_and_the_handoff_readout_the_block_stays_exactly_symmetric():
+    """ssm_member / ssm_handoff_readout (issue #15, fourth attempt): swapping the streams with their
+    membership and the window's self/other roles gives the same logits; the membership matters; the
+    hand-off readout adds nothing when the handed-over states are zero (the `none` condition)."""
+    torch.manual_seed(0)
+    m = SociaLLM(MEMBER_CFG).double().eval()
+    for p in (m.social.out_proj.weight, m.social.handoff_proj.weight):
+        torch.nn.init.normal_(p, std=0.5)
+    torch.nn.init.normal_(m.social.context_gain, std=1.0)
+    b = batch()
+    own_m, other_m = members(b)
+    states = m.history_states(b["own"], b["own_seg"], b["other"], b["other_seg"], own_m, other_m)
+    s_sw = m.history_states(b["other"], b["other_seg"], b["own"], b["own_seg"], other_m, own_m)
+    torch.testing.assert_close(s_sw, states.flip(0), rtol=1e-12, atol=1e-12)
+    swapped_roles = b["roles"].clone()
+    swapped_roles[b["roles"] == ROLE_SELF], swapped_roles[b["roles"] == ROLE_OTHER] = ROLE_OTHER, ROLE_SELF
+    logits, _ = m.window(b["idx"], b["roles"], states)
+    torch.testing.assert_close(m.window(b["idx"], swapped_roles, s_sw)[0], logits, rtol=1e-12, atol=1e-12)
+    # whose tokens they are changes what is written
+    flipped = m.history_states(b["own"], b["own_seg"], b["other"], b["other_seg"], 1 - own_m, other_m)
+    assert (flipped[0] - states[0]).abs().max() > 1e-6 and torch.equal(flipped[1], states[1])
+    with pytest.raises(ValueError, match="membership"):
+        m.history_states(b["own"], b["own_seg"], b["other"], b["other_seg"])
+    zero = torch.zeros_like(states)
+    before = m.window(b["idx"], b["roles"], zero)[0]
+    torch.nn.init.zeros_(m.social.handoff_proj.weight)
+    torch.testing.assert_close(m.window(b["idx"], b["roles"], zero)[0], before, rtol=0, atol=0)
+    assert (m.window(b["idx"], b["roles"], states)[0] - logits).abs().max() > 1e-6
+
+
+def test_the_member_input_sees_the_same_token_alike_in_the_stream_and_in_the_window():
+    """The hand-off stays one scan with ssm_member: a window scan over tokens that are all the own
+    side's members, from a stream's final state, equals the scan of stream and window together."""
+    torch.manual_seed(0)
+    m = SociaLLM(MEMBER_CFG).double().eval()
+    ssm = m.social
+    u = torch.randn(1, 30, CFG.n_embd, dtype=torch.float64)
+    one = lambda n: torch.ones(1, n, dtype=torch.float64)  # noqa: E731
+    s_hist = ssm.final_state(u[:, :18], one(18), one(18))
+    s_all = ssm.final_state(u, one(30), one(30))
+    _, x, B, C, dt = ssm._project(u[:, 18:], one(12))
+    torch.testing.assert_close(ssm._scan(x, dt, B, C, s_hist, need_y=False)[1], s_all, rtol=1e-10, atol=1e-12)
+
+
 def test_history_streams_are_symmetric_too():
     m, b = model_with_live_social_block(), batch()
     s = m.history_states(b["own"], b["own_seg"], b["other"], b["other_seg"])

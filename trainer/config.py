@@ -74,7 +74,8 @@ def to_dict(cfg: TrainConfig) -> dict:
 
 # Model settings added after checkpoints were first written, with the value every older checkpoint
 # was trained with (so it loads, and runs, as the model it is; the defaults are for new models).
-MODEL_KEYS_BEFORE = {"ssm_embed": False, "ssm_context_init": 0.0}  # issue #15: before the token-embedding input
+MODEL_KEYS_BEFORE = {"ssm_embed": False, "ssm_context_init": 0.0,  # issue #15: before the token-embedding input
+                     "ssm_member": False, "ssm_handoff_readout": False}  # and before these (fourth attempt)
 
 
 def from_dict(d: dict) -> TrainConfig:

@@ -35,14 +35,15 @@ from schemas import SHARD as S
 from schemas import SHARD_REF as R
 from schemas import TOKEN_STORE as TS
 from schemas.assembly import Messages, Specials, exclusive_cumsum, flat_rows
-from schemas.shards import BUILD_RECORD, MENTION, PREFIX, READABLE_VERSIONS, ROLE_THIRD, SHARD_REF_SCHEMA_VERSION, SUFFIX
+from schemas.shards import BUILD_RECORD, MENTION, PREFIX, READABLE_VERSIONS, ROLE_OTHER, ROLE_SELF, ROLE_THIRD
+from schemas.shards import SHARD_REF_SCHEMA_VERSION, SUFFIX
 from schemas.shards import resolve
 from schemas.shards import store_key as schemas_store_key
 
 CACHE = os.environ.get("SOCIALCORPUS_SHARD_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "socialcorpus", "shards"))
 COLUMNS = [S.self_id, S.other_id, S.target_message_id, S.target_labels, S.window_tokens, S.window_roles,
            S.window_loss_mask, S.own_tokens, S.own_msg_offsets, S.other_tokens, S.other_msg_offsets,
-           S.n_target_tokens, S.target_bytes, S.weight]
+           S.own_msg_roles, S.other_msg_roles, S.n_target_tokens, S.target_bytes, S.weight]
 # The reference layout (schema version 3): what the loader reads, and the flat columns it assembles.
 REF_COLUMNS = [R.self_id, R.other_id, R.target_message_id, R.target_labels, R.self_code, R.other_code,
                R.window_msgs, R.window_gaps, R.own_msgs, R.own_gaps, R.other_msgs, R.other_gaps,
@@ -278,7 +279,7 @@ def open_store(folder: str) -> Messages:
 
 
 FLAT_NEEDED = [S.window_tokens, S.window_roles, S.window_loss_mask, S.own_tokens, S.own_msg_offsets,
-               S.other_tokens, S.other_msg_offsets]
+               S.other_tokens, S.other_msg_offsets, S.own_msg_roles, S.other_msg_roles]
 
 
 SKIPPED = {"own": "_own_skipped", "other": "_other_skipped"}  # messages left out before a stream's kept tail
@@ -471,8 +472,10 @@ def _list(table: pa.Table, name: str):
 
 
 def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id: int, static: bool,
-            skipped: str | None = None):
-    """A history stream -> tokens (B, H) and message index per token (B, H), -1 on padding.
+            skipped: str | None = None, msg_roles: str | None = None, member_role: int | None = None):
+    """A history stream -> tokens (B, H), message index per token (B, H), -1 on padding, and
+    membership per token (B, H) float: 1 where the token's message has author role ``member_role``
+    (the stream's person), 0 elsewhere and on padding (all 0 without a ``msg_roles`` column).
 
     ``skipped`` names a column of messages left out before the row's stream (:func:`assemble`):
     they count in the message index."""
@@ -485,12 +488,18 @@ def _stream(table: pa.Table, tokens: str, msg_offsets: str, max_len: int, pad_id
     np.add.at(marks, offsets[:-1][row[is_start]] + starts[is_start], 1)
     per_row = np.bincount(row[is_start], minlength=len(lens))
     seg = np.cumsum(marks) - 1 - np.repeat(np.cumsum(per_row) - per_row, lens)  # index within the row
+    member = np.zeros(len(values), dtype=np.float32)
+    if msg_roles is not None and msg_roles in table.column_names and len(values):
+        roles, r_off = _list(table, msg_roles)              # one role per message of the row
+        tok_row = np.repeat(np.arange(len(lens)), lens)
+        member = (roles[r_off[:-1][tok_row] + np.maximum(seg, 0)] == member_role).astype(np.float32)
     if skipped is not None and skipped in table.column_names:
         seg = seg + np.repeat(table.column(skipped).to_numpy(), lens)
     width = max_len if static else None
     tok, _ = _pad_last(values.astype(np.int64), offsets, max_len, pad_id, width)
     seg, _ = _pad_last(seg.astype(np.int64), offsets, max_len, -1, width)
-    return torch.from_numpy(tok), torch.from_numpy(seg)
+    member, _ = _pad_last(member, offsets, max_len, np.float32(0), width)
+    return torch.from_numpy(tok), torch.from_numpy(seg), torch.from_numpy(member)
 
 
 def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, static: bool = False) -> dict:
@@ -512,14 +521,16 @@ def collate(rows: pa.Table, *, pad_id: int, block_size: int, history_size: int, 
     idx, targets = win[:, :-1], np.where(mask[:, 1:], win[:, 1:], -1)   # predict token t+1 from tokens <= t
     n_target = (targets >= 0).sum(1)
     first = np.argmax(mask, axis=1)                                      # first loss position: the target's body
-    own, own_seg = _stream(rows, S.own_tokens, S.own_msg_offsets, history_size, pad_id, static, SKIPPED["own"])
-    other, other_seg = _stream(rows, S.other_tokens, S.other_msg_offsets, history_size, pad_id, static,
-                               SKIPPED["other"])
+    own, own_seg, own_member = _stream(rows, S.own_tokens, S.own_msg_offsets, history_size, pad_id, static,
+                                       SKIPPED["own"], S.own_msg_roles, ROLE_SELF)
+    other, other_seg, other_member = _stream(rows, S.other_tokens, S.other_msg_offsets, history_size, pad_id, static,
+                                             SKIPPED["other"], S.other_msg_roles, ROLE_OTHER)
     n_tt = rows.column(S.n_target_tokens).to_numpy()
     return {
         "idx": torch.from_numpy(np.ascontiguousarray(idx)), "targets": torch.from_numpy(targets),
         "roles": torch.from_numpy(np.ascontiguousarray(roles[:, :-1])),
         "own": own, "own_seg": own_seg, "other": other, "other_seg": other_seg,
+        "own_member": own_member, "other_member": other_member,
         "weight": torch.from_numpy(rows.column(S.weight).to_numpy().astype(np.float32)),
         "target_bytes": torch.from_numpy(rows.column(S.target_bytes).to_numpy().astype(np.int64)),
         "n_target": torch.from_numpy(n_target), "truncated": torch.from_numpy(n_target < n_tt),

@@ -72,7 +72,8 @@ def role_swap_table(special_tokens: dict, vocab_size: int, device=None) -> torch
 
 def swapped_states(model: SociaLLM, batch: dict, swap: torch.Tensor) -> torch.Tensor:
     """States of the swapped control: each stream in the other's place, its roles exchanged."""
-    return model.history_states(swap[batch["other"]], batch["other_seg"], swap[batch["own"]], batch["own_seg"])
+    return model.history_states(swap[batch["other"]], batch["other_seg"], swap[batch["own"]], batch["own_seg"],
+                                batch.get("other_member"), batch.get("own_member"))  # V's messages are now "self"
 
 
 def load_run(run_dir: str, device) -> tuple[SociaLLM, dict]:
@@ -166,7 +167,8 @@ def evaluate(run_dir: str, manifest: str, *, out: str | None = None, device: str
         ok = (~batch["truncated"]).cpu().numpy()
         truncated += int((~ok).sum())
         with autocast(env.device):
-            states = model.history_states(batch["own"], batch["own_seg"], batch["other"], batch["other_seg"])
+            states = model.history_states(batch["own"], batch["own_seg"], batch["other"], batch["other_seg"],
+                                          batch.get("own_member"), batch.get("other_member"))
             for name in conditions:
                 if name == "swapped":
                     st, keep = swapped_states(model, batch, swap), torch.ones(2, states.size(1), device=env.device)

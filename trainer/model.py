@@ -41,6 +41,8 @@ class ModelConfig:
     forget_p: float = 0.15     # training only: zero each role's handed-over state with this probability
     ssm_embed: bool = True     # the social block reads the token embeddings, the residual stream grows in (issue #15)
     ssm_context_init: float = 0.0  # with ssm_embed: initial gain of the residual stream's part of its input
+    ssm_member: bool = False   # the social block's input marks the tokens of the scanning side's person (issue #15)
+    ssm_handoff_readout: bool = False  # the handed-over state's readout also through its own norm and zero-init projection
     rope_base: float = 10000.0
 
     @property
@@ -139,6 +141,10 @@ class SocialSSM(nn.Module):
         # weight-decayed) on the residual stream's part, zero at init
         self.embed_norm = RMSNorm(cfg.n_embd) if cfg.ssm_embed else None
         self.context_gain = nn.Parameter(torch.full((cfg.n_embd,), float(cfg.ssm_context_init))) if cfg.ssm_embed else None
+        # ssm_member: a vector added to the input of the tokens whose author is the scanning side's person
+        self.member = nn.Parameter(torch.randn(cfg.n_embd)) if cfg.ssm_member else None
+        self.handoff_norm = RMSNorm(d_inner) if cfg.ssm_handoff_readout else None
+        self.handoff_proj = nn.Linear(d_inner, cfg.n_embd, bias=False) if cfg.ssm_handoff_readout else None
 
     def inputs(self, u, e):
         """What the block reads, for history and window tokens alike: u = ln_1(residual stream at layer
@@ -150,9 +156,17 @@ class SocialSSM(nn.Module):
         The context (e.g. which message, whose role) grows in as the gain does (docs/trainer.md, issue #15)."""
         return u if self.embed_norm is None else self.context_gain * u + self.embed_norm(e)
 
-    def _project(self, u):
-        # u (b, l, C) -> z, x (b, l, h, P); B, C (b, l, N); dt (b, l, h); all fp32 for the scan
-        z, x, B, C, dt = at_least_fp32(self.in_proj(u)).split([self.d_inner, self.d_inner, self.N, self.N, self.h], dim=-1)
+    def _project(self, u, member=None, doubled=False):
+        # u (b, l, C), member (b', l) 0/1 or None -> z, x (b', l, h, P); B, C (b', l, N); dt (b', l, h); all fp32.
+        # doubled: b' = 2b, the projection of u serving both roles (computed once).
+        proj = self.in_proj(u)
+        if doubled:
+            proj = proj.expand(2, *proj.shape).flatten(0, 1)
+        if self.member is not None:  # in_proj is linear: in_proj(u + m w) = in_proj(u) + m in_proj(w)
+            if member is None:
+                raise ValueError("ssm_member: the streams' membership (own_member/other_member, trainer.data.collate) is needed")
+            proj = proj + member[..., None].to(proj.dtype) * self.in_proj(self.member.to(proj.dtype))
+        z, x, B, C, dt = at_least_fp32(proj).split([self.d_inner, self.d_inner, self.N, self.N, self.h], dim=-1)
         dt = F.softplus(dt + self.dt_bias)
         return z, x.unflatten(-1, (self.h, self.P)), B, C, dt
 
@@ -162,9 +176,9 @@ class SocialSSM(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             return scan_chunked(x, dt, A, B, C, state, chunk=self.chunk, need_y=need_y)
 
-    def final_state(self, u, step):
-        """Scan a stream: u (b, l, C), step (b, l) in {0, 1} (0 = skip) -> final state (b, h, P, N)."""
-        _, x, B, C, dt = self._project(u)
+    def final_state(self, u, step, member=None):
+        """Scan a stream: u (b, l, C), step (b, l) in {0, 1} (0 = skip), member (b, l) 0/1 -> final state (b, h, P, N)."""
+        _, x, B, C, dt = self._project(u, member)
         return self._scan(x, dt * step[..., None], B, C, need_y=False)[1]
 
     def forward(self, u, states, steps):
@@ -173,14 +187,23 @@ class SocialSSM(nn.Module):
         Role r's scan starts from its handed-over state and steps only on role r's tokens.
         Both roles run as one doubled batch and go through the same output projection, then
         are summed, so swapping (own, other) states together with the roles changes nothing.
+        ``ssm_member``: the tokens role r steps on are its members (their input carries the member
+        vector, as the stream person's tokens did in the history scan), so each role reads its state
+        with a query that says whether the current token is its person's. ``ssm_handoff_readout``:
+        the handed-over state's part of the readout, ``C_t (decay to t) S_0`` (a scan of x = 0 from
+        the state), also goes through its own RMSNorm and a zero-initialised projection, so it is
+        O(1) at once instead of ~0.1% of the skip ``D x`` (docs/trainer.md, issue #15, fourth attempt).
         """
-        z, x, B, C, dt = self._project(u)                                 # computed once, used by both roles
-        two = lambda t: t.expand(2, *t.shape).flatten(0, 1)               # (B, ...) -> (2B, ...)
-        y, _ = self._scan(two(x), two(dt) * steps.flatten(0, 1)[..., None].float(), two(B), two(C),
-                          states.flatten(0, 1).to(x.dtype))
-        y = y + self.D[:, None] * two(x)                                  # (2B, T, h, P)
-        y = self.norm(y.flatten(-2) * F.silu(two(z)))                     # gated norm, as in Mamba-2
+        # computed once, used by both roles (2B); with ssm_member a role's members are the tokens it steps on
+        z, x, B, C, dt = self._project(u, steps.flatten(0, 1), doubled=True)
+        dt = dt * steps.flatten(0, 1)[..., None].float()
+        y, _ = self._scan(x, dt, B, C, states.flatten(0, 1).to(x.dtype))
+        y = y + self.D[:, None] * x                                       # (2B, T, h, P)
+        y = self.norm(y.flatten(-2) * F.silu(z))                          # gated norm, as in Mamba-2
         out = self.out_proj(y.to(u.dtype))                                # (2B, T, C)
+        if self.handoff_proj is not None:  # the handed-over state's part of C S, on its own scale
+            y_h, _ = self._scan(torch.zeros_like(x), dt, B, C, states.flatten(0, 1).to(x.dtype))
+            out = out + self.handoff_proj(self.handoff_norm(y_h.flatten(-2)).to(u.dtype))
         return out.unflatten(0, (2, -1)).sum(0)                           # own + other
 
 
@@ -201,10 +224,13 @@ class SociaLLM(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=std)
         # zero output projection: training starts as a plain GPT and the social block grows in
         nn.init.zeros_(self.social.out_proj.weight)
+        if self.social.handoff_proj is not None:
+            nn.init.zeros_(self.social.handoff_proj.weight)
 
     # -- history streams -> handed-over states -------------------------------------------
-    def history_states(self, own, own_seg, other, other_seg):
-        """own/other (B, H) token ids; *_seg (B, H) message index per token, -1 on padding.
+    def history_states(self, own, own_seg, other, other_seg, own_member=None, other_member=None):
+        """own/other (B, H) token ids; *_seg (B, H) message index per token, -1 on padding;
+        *_member (B, H) 0/1: the token's author is the stream's person (U for own, V for other; ssm_member).
 
         Each history message runs through the lower k blocks (attention within the message
         only), then the social block scans the whole stream. Returns states (2, B, h, P, N).
@@ -221,7 +247,8 @@ class SociaLLM(nn.Module):
         for block in self.blocks[: self.cfg.k]:
             x = block(x, cos, sin, mask[:, None])
         u = self.social.inputs(self.blocks[self.cfg.k].ln_1(x), e)       # what the social block sees at layer k
-        states = self.social.final_state(u, (seg >= 0).float())          # (2B, h, P, N)
+        member = None if own_member is None else torch.cat([widen(own_member, 0), widen(other_member, 0)])
+        states = self.social.final_state(u, (seg >= 0).float(), member)  # (2B, h, P, N)
         return states.unflatten(0, (2, Bsz))
 
     # -- conversation window -> logits ----------------------------------------------------
@@ -251,7 +278,8 @@ class SociaLLM(nn.Module):
 
     def forward(self, batch: dict, keep=None):
         """A collated batch (see trainer.data.collate) -> per-token nll (B, T)."""
-        states = self.history_states(batch["own"], batch["own_seg"], batch["other"], batch["other_seg"])
+        states = self.history_states(batch["own"], batch["own_seg"], batch["other"], batch["other_seg"],
+                                     batch.get("own_member"), batch.get("other_member"))
         return self.window(batch["idx"], batch["roles"], states, batch["targets"], keep)[1]
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -274,6 +302,8 @@ class SociaLLM(nn.Module):
         per_block = sum(p.numel() for p in self.blocks[0].parameters())
         social_in = self.social.in_proj.weight.numel()
         social_out = self.social.out_proj.weight.numel()
+        if self.social.handoff_proj is not None:
+            social_out += self.social.handoff_proj.weight.numel()
         window = 6 * (c.n_layer * per_block + 2 * (social_in + social_out) + self.wte.weight.numel()) \
             + 12 * c.n_layer * c.n_embd * T
         history = 6 * (c.k * per_block + social_in) + 12 * c.k * c.n_embd * H
