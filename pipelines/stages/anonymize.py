@@ -437,7 +437,7 @@ def replace_mentions(text: str, community: str, platform: str, cands: tuple[str,
             return rx.sub(sub, text), n
         # For ASCII text and ASCII one-word names, the names are found by `str.find` instead of a
         # `w` alternative per word (a callback per word) or a pattern listing the names present
-        # (compiled once per distinct set: about a fifth of the stage's CPU at 50k messages). The
+        # (compiled once per distinct set: 643 compiles, 1.0 s, on the planted 100k). The
         # scan is the regex's with the names as its last alternative `(?<!\w)(?P<w>name|...)(?!\w)`:
         # the leftmost match wins, and at one start the pattern's own alternatives come first. A
         # name of `\w` characters with `(?<!\w)`/`(?!\w)` around it spans exactly one word, which
