@@ -265,3 +265,9 @@ def test_an_over_long_line_is_quarantined_and_reading_goes_on(tmp_path, monkeypa
     out = _read(path)
     assert _reasons(out) == ["message", "too_large", "message"]
     assert out[2][M.message_id] == "reddit:t1_x3" and out[2][M.source_record] == 2
+    # the block reader (what ingest runs) streams the file the same way
+    from pipelines.stages.ingest import iter_unit_batches
+
+    batches = list(iter_unit_batches("reddit", [str(path)]))
+    assert [q["reason"] for b in batches for q in b.quarantine] == ["too_large"]
+    assert [r for b in batches for r in b.messages.column(M.source_record).to_pylist()] == [0, 2]

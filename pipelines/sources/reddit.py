@@ -84,23 +84,56 @@ def _chunks(path: str, stream) -> Iterator[bytes | Quarantined]:
 def iter_lines(path: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
     """(line number, decompressed byte offset, raw line) for each non-blank line of a dump file.
 
-    A truncated or corrupt `.zst` ends with one Quarantined (``truncated``/``corrupt``); the
-    incomplete last line of a truncated stream is reported in it rather than parsed.
+    A line longer than MAX_LINE_BYTES is a ``too_large`` Quarantined (numbered like a line); a
+    truncated or corrupt `.zst` ends with one Quarantined (``truncated``/``corrupt``), which
+    reports the incomplete last line of a truncated stream rather than parsing it.
     Raises SourceError if the file cannot be opened.
     """
+    n = 0
+    for item in _blocks(path):
+        if item[0] != "lines":
+            yield _stream_fault(path, item, n)
+            n += item[0] == "too_large"
+            continue
+        _, offset, data = item
+        start = 0
+        for line in data.split(b"\n")[:-1]:  # the block ends with a newline
+            if line.strip():
+                yield n, offset + start, line
+                n += 1
+            start += len(line) + 1
+
+
+def _stream_fault(path: str, item: tuple, n: int) -> Quarantined:
+    """The quarantine row of a ``_blocks`` item that is not lines, numbered ``n``."""
+    if item[0] == "too_large":
+        return Quarantined(path, "too_large", f"line {n} is longer than {MAX_LINE_BYTES} bytes",
+                           source_record=n, byte_offset=item[1], excerpt=item[2])
+    chunk, off, buf = item[1:]
+    rest = buf.strip()
+    return Quarantined(chunk.source_uri, chunk.reason,
+                       chunk.detail + (f"; incomplete last line of {len(buf)} bytes" if rest else ""),
+                       source_record=n, byte_offset=off, excerpt=rest or None)
+
+
+def _blocks(path: str):
+    """The decompressed bytes of one dump in blocks of whole lines, with the stream's faults where
+    ``iter_lines`` has them: ("lines", offset, data ending with a newline), ("too_large", offset,
+    excerpt) for a line longer than MAX_LINE_BYTES, ("broken", Quarantined, offset, incomplete last line)."""
     with open_binary(path) as stream:
-        buf = b""
-        offset = 0  # decompressed byte offset of buf[0]
-        n = 0
+        parts: list[bytes] = []
+        size = 0  # bytes in parts
+        tail = 0  # bytes of parts after its last newline (an incomplete line)
+        offset = 0  # decompressed offset of parts[0]
         discarding = False  # inside an over-long line, dropping bytes up to its newline
         for chunk in _chunks(path, stream):
             if isinstance(chunk, Quarantined):
-                tail = buf.strip()
-                yield Quarantined(chunk.source_uri, chunk.reason,
-                                  chunk.detail + (f"; incomplete last line of {len(buf)} bytes" if tail else ""),
-                                  source_record=n, byte_offset=offset, excerpt=tail or None)
+                data = b"".join(parts)
+                cut = len(data) - tail
+                if cut:
+                    yield "lines", offset, data[:cut]
+                yield "broken", chunk, offset + cut, data[cut:]
                 return
-            start = 0
             if discarding:
                 nl = chunk.find(b"\n")
                 if nl == -1:
@@ -109,24 +142,27 @@ def iter_lines(path: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
                 discarding = False
                 offset += nl + 1
                 chunk = chunk[nl + 1:]
-            buf += chunk
-            while (end := buf.find(b"\n", start)) != -1:
-                line = buf[start:end]
-                if line.strip():
-                    yield n, offset + start, line
-                    n += 1
-                start = end + 1
-            offset += start
-            buf = buf[start:]
-            if len(buf) > MAX_LINE_BYTES:
-                yield Quarantined(path, "too_large", f"line {n} is longer than {MAX_LINE_BYTES} bytes",
-                                  source_record=n, byte_offset=offset, excerpt=buf[:800])
-                n += 1
-                offset += len(buf)
-                buf = b""
-                discarding = True
-        if buf.strip() and not discarding:
-            yield n, offset, buf
+            parts.append(chunk)
+            size += len(chunk)
+            nl = chunk.rfind(b"\n")
+            tail = len(chunk) - nl - 1 if nl != -1 else tail + len(chunk)
+            if tail > MAX_LINE_BYTES:
+                data = b"".join(parts)
+                cut = len(data) - tail
+                if cut:
+                    yield "lines", offset, data[:cut]
+                yield "too_large", offset + cut, data[cut:cut + 800]
+                offset += len(data)
+                parts, size, tail, discarding = [], 0, 0, True
+            elif size - tail >= BLOCK_BYTES:
+                data = b"".join(parts)
+                cut = len(data) - tail
+                yield "lines", offset, data[:cut]
+                offset += cut
+                parts, size = ([data[cut:]] if tail else []), tail
+        data = b"".join(parts)
+        if data:
+            yield "lines", offset, data if data.endswith(b"\n") else data + b"\n"
 
 
 # --- one record --------------------------------------------------------------------------------
@@ -433,6 +469,7 @@ def _read(data: bytes, starts, ends, idx, out: list, failed: list, state: dict) 
     """Parse lines ``idx`` with Polars into ``out`` as (frame, line indices, lenient); lines no read
     takes go to ``failed``. ``state["lenient"]``: the schema that read the last block is tried first
     (a dump that writes its times as floats needs the lenient one for every block)."""
+    import numpy as np
     import polars as pl
 
     buf = _join(data, starts, ends, idx)
@@ -450,14 +487,8 @@ def _read(data: bytes, starts, ends, idx, out: list, failed: list, state: dict) 
     if len(idx) <= MIN_SPLIT_LINES:
         failed.extend(idx.tolist())
         return
-    for part in _split(idx, 8):
+    for part in (p for p in np.array_split(idx, 8) if len(p)):
         _read(data, starts, ends, part, out, failed, state)
-
-
-def _split(idx, k: int):
-    import numpy as np
-
-    return [p for p in np.array_split(idx, k) if len(p)]
 
 
 def _columns(path: str, df, lenient: bool, nums):
@@ -623,63 +654,14 @@ def _line_table(path: str, offset: int, data: bytes, n0: int, batch_rows: int, s
             slow.extend(lines[rest].tolist())
         outcomes = [_line_outcome(path, int(line_no[i]), offset + int(starts[i]), data[starts[i]:ends[i]])
                     for i in sorted(slow)]
-        table = MESSAGES.conform(pa_concat(tables)) if tables else None
+        table = MESSAGES.conform(_concat(tables)) if tables else None
         yield table, outcomes, len(idx)
 
 
-def pa_concat(tables):
+def _concat(tables):
     import pyarrow as pa
 
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
-
-
-def _blocks(path: str):
-    """The decompressed bytes of one dump in blocks of whole lines, with the stream's faults where
-    ``iter_lines`` has them: ("lines", offset, data ending with a newline), ("too_large", offset,
-    excerpt) for a line longer than MAX_LINE_BYTES, ("broken", Quarantined, offset, incomplete last line)."""
-    with open_binary(path) as stream:
-        parts: list[bytes] = []
-        size = 0  # bytes in parts
-        tail = 0  # bytes of parts after its last newline (an incomplete line)
-        offset = 0  # decompressed offset of parts[0]
-        discarding = False  # inside an over-long line, dropping bytes up to its newline
-        for chunk in _chunks(path, stream):
-            if isinstance(chunk, Quarantined):
-                data = b"".join(parts)
-                cut = len(data) - tail
-                if cut:
-                    yield "lines", offset, data[:cut]
-                yield "broken", chunk, offset + cut, data[cut:]
-                return
-            if discarding:
-                nl = chunk.find(b"\n")
-                if nl == -1:
-                    offset += len(chunk)
-                    continue
-                discarding = False
-                offset += nl + 1
-                chunk = chunk[nl + 1:]
-            parts.append(chunk)
-            size += len(chunk)
-            nl = chunk.rfind(b"\n")
-            tail = len(chunk) - nl - 1 if nl != -1 else tail + len(chunk)
-            if tail > MAX_LINE_BYTES:
-                data = b"".join(parts)
-                cut = len(data) - tail
-                if cut:
-                    yield "lines", offset, data[:cut]
-                yield "too_large", offset + cut, data[cut:cut + 800]
-                offset += len(data)
-                parts, size, tail, discarding = [], 0, 0, True
-            elif size - tail >= BLOCK_BYTES:
-                data = b"".join(parts)
-                cut = len(data) - tail
-                yield "lines", offset, data[:cut]
-                offset += cut
-                parts, size = ([data[cut:]] if tail else []), tail
-        data = b"".join(parts)
-        if data:
-            yield "lines", offset, data if data.endswith(b"\n") else data + b"\n"
 
 
 _END = object()
@@ -715,16 +697,8 @@ def read_batches(paths: list[str], batch_rows: int):
                     records += k
                     yield table, outcomes, k
                 continue
-            if item[0] == "too_large":
-                q = Quarantined(path, "too_large", f"line {n} is longer than {MAX_LINE_BYTES} bytes",
-                                source_record=n, byte_offset=item[1], excerpt=item[2])
-                n += 1
-            else:
-                chunk, off, buf = item[1:]
-                rest = buf.strip()
-                q = Quarantined(chunk.source_uri, chunk.reason,
-                                chunk.detail + (f"; incomplete last line of {len(buf)} bytes" if rest else ""),
-                                source_record=n, byte_offset=off, excerpt=rest or None)
+            q = _stream_fault(path, item, n)
+            n += item[0] == "too_large"
             records += 1
             yield None, [q], 1
         if records == 0:
