@@ -59,9 +59,9 @@ def test_signatures_skip_texts_under_min_words_and_keep_the_others(real_messages
     assert np.array_equal(part[long], full[long]) and (part[~long] == EMPTY).all()
 
 
-def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
-    """Band by band on the engine = every (band, band values) bucket of the candidates, each
-    member linked to the bucket's smallest row, computed here in plain Python."""
+def _band_case(planted):
+    """(candidates frame, the expected edges): every (band, band values) bucket of the candidates,
+    each member linked to the bucket's smallest row, computed here in plain Python."""
     df, _ = planted
     cfg = NearDupConfig()
     sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size)
@@ -76,7 +76,23 @@ def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
     frame = pl.DataFrame({ROW: np.arange(len(df), dtype=np.int64),
                           SIG: pl.Series(sig.view(np.int32)).cast(pl.List(pl.Int32))})
     frame = frame.with_columns(pl.when(pl.Series(n_words >= cfg.min_tokens)).then(pl.col(SIG)).alias(SIG))
-    got = engines.to_polars(band_edges(engines.frame(frame), cfg, engines.of(frame)))
+    return frame, want
+
+
+def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
+    """Band by band on the engine = every LSH bucket's star edges."""
+    frame, want = _band_case(planted)
+    got = engines.to_polars(band_edges(engines.frame(frame), NearDupConfig(), engines.of(frame)))
+    assert got.height == len(want) > 100
+    assert set(got.select("u", "v").iter_rows()) == want
+
+
+@pytest.mark.spark
+def test_band_edges_in_one_spark_job_are_the_same_edges(planted, spark):
+    """Spark groups every band in one job (a distributed engine); the edges do not change."""
+    frame, want = _band_case(planted)
+    sf = spark.createDataFrame(list(frame.iter_rows()), f"{ROW} bigint, {SIG} array<int>")
+    got = engines.to_polars(band_edges(engines.frame(sf), NearDupConfig(), engines.of(sf)))
     assert got.height == len(want) > 100
     assert set(got.select("u", "v").iter_rows()) == want
 

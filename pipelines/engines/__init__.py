@@ -48,6 +48,11 @@ class Engine(Protocol):
     """What a stage needs from an engine beyond narwhals."""
 
     name: str
+    # True where frames live in executors and each materialisation is a job with a fixed latency
+    # (Spark): a stage then does in one job what it would otherwise do in many small ones. False
+    # where frames live in this process and cost no latency (Polars): a stage then works in small
+    # pieces (a near-dup band, a slice of examples) so that only one piece is in memory at a time.
+    distributed: bool
 
     def ingest(self, format: str, patterns: Sequence[str], messages_url: str, quarantine_url: str, log=None):
         """Run the ``format`` reader over the files ``patterns`` match into the two raw tables;

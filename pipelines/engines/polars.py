@@ -14,6 +14,7 @@ from pipelines.core import storage
 
 class PolarsEngine:
     name = "polars"
+    distributed = False  # see pipelines.engines.Engine
 
     def scan(self, url: str, table=None) -> nw.LazyFrame:
         lf = storage.scan(url)

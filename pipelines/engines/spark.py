@@ -124,6 +124,7 @@ class SparkEngine:
     """The Spark side of :class:`pipelines.engines.Engine` (narwhals frames backed by Spark DataFrames)."""
 
     name = "spark"
+    distributed = True  # see pipelines.engines.Engine
 
     def __init__(self, spark):
         self.spark = spark

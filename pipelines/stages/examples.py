@@ -324,7 +324,7 @@ def example_parts(timeline: nw.LazyFrame, histories: nw.LazyFrame, cfg: Examples
         nw.len().alias("candidates"), nw.col(E.target_seq).n_unique().alias("targets"),
         *[e.cast(nw.Int64).sum().alias(r) for r, e in dropped_at.items()]))
     kept = flagged.filter(nw.col(flags[-1])).drop(*flags)
-    if engine.name == "polars":  # its write takes the kept candidates a slice at a time, in ORDER (write_sorted)
+    if not engine.distributed:  # its write takes the kept candidates a slice at a time, in ORDER (write_sorted)
         kept = engine.materialize(kept.sort(ORDER))
     del flagged
     # Every kept candidate is one example (the streams are attached to it), so these count the examples.
@@ -441,7 +441,7 @@ def run(ctx, engine) -> StageResult:
     cfg, hcfg = ctx.config.section(ExamplesConfig), ctx.config.section(HistoryConfig)
     parts, result = example_parts(engine.scan(ctx.config.table_url(T.name), T),
                                   engine.scan(ctx.config.table_url(H.name), H), cfg, hcfg, engine)
-    if engine.name == "polars":  # a slice at a time (the kept candidates are in ORDER)
+    if not engine.distributed:  # a slice at a time (the kept candidates are in ORDER)
         write_sorted(*parts, ctx.config.table_url(E.name), engine)
     else:
         engine.write(assemble(*parts, engine), ctx.config.table_url(E.name), E, order_by=ORDER)

@@ -542,7 +542,7 @@ _REPEATED = (E.split, E.timeline_id, E.thread_id, E.self_id, E.other_id)
 def read_examples(ex_frame: nw.LazyFrame, engine) -> pl.DataFrame:
     """The ``SHARD_INPUT`` columns of every example on the driver, the ``_REPEATED`` ids as categoricals
     (cast as Polars reads them, so the strings are never held whole)."""
-    if engine.name == "polars":
+    if not engine.distributed:  # a Polars frame: cast as it is read
         return ex_frame.to_native().select(
             [pl.col(c).cast(pl.Categorical) if c in _REPEATED else pl.col(c) for c in SHARD_INPUT]).collect()
     df = engines.to_polars(ex_frame.select(*SHARD_INPUT))
