@@ -152,6 +152,37 @@ def test_phone_windows_skip_claimed_runs_and_keep_context(engine):
     assert phone_windows("12 34 56 x") == []  # fewer than 7 digits: no candidate
 
 
+def test_phone_window_memo_gives_what_the_matchers_give(engine, texts, planted, monkeypatch):
+    """The phone matches of a window are remembered per (window text, candidates): a message that
+    repeats another's window at another offset, or with a span of it claimed, gets exactly the spans
+    it gets with nothing remembered; and the memo stays within PHONE_MEMO_MAX windows."""
+    from pipelines.core import pii
+
+    rec = engine.phone
+    base = "call (212) 555-0123 now, 4111 1111 1111 1111"
+    card = base.index("4111")
+    cases = [(base, ()), ("x" * 17 + base, ()), (f"{base} and {base}", ()), (base, ((card, card + 19),)),
+             ("see 2005/12/25/x or " + base, ())]
+    flagged = [t for t in texts if pii.PHONE_CANDIDATE_RE.search(t)]
+    cases += [(s, ()) for s, _ in planted] + [(t, ()) for t in flagged]
+
+    def spans(s, claimed):
+        return sorted((r.start, r.end, r.score, r.entity_type) for r in rec.analyze(s, ["PHONE_NUMBER"], None, claimed))
+
+    cold = []
+    for s, claimed in cases:
+        rec.__dict__.pop("_window_memo", None)
+        cold.append(spans(s, claimed))
+    assert sum(bool(c) for c in cold) >= len(planted) and len(flagged) > 20
+    for bound in (pii.PHONE_MEMO_MAX, 3):
+        monkeypatch.setattr(pii, "PHONE_MEMO_MAX", bound)
+        rec.__dict__.pop("_window_memo", None)
+        warm = [spans(s, claimed) for s, claimed in cases + cases]  # every window seen before, the second time
+        assert warm == cold + cold
+        assert 0 < len(rec._window_memo) <= bound
+    assert cold[0] and cold[1] == [(a + 17, b + 17, sc, t) for a, b, sc, t in cold[0]]  # same window, shifted
+
+
 def test_token_scoped_recognizers_give_the_stock_results(engine, reference, texts, planted):
     """E-mail, IP and profile-URL recognizers run on the whitespace-free tokens holding `@`, `.`/`:`
     and `/` only: the spans and scores are the stock recognizers' on every real and planted string."""

@@ -314,6 +314,9 @@ def phone_windows(text: str, claimed=(), before: int = 2, after: int = 24) -> li
 _PHONE_LEAD_CHARS = "+\uFF0B(\uFF08[\uFF3B"
 
 
+PHONE_MEMO_MAX = 100_000  # windows remembered by a CandidatePhoneRecognizer (about 200 B each)
+
+
 def candidate_phone_recognizer(regions: tuple[str, ...], leniency: int = 1):
     """A :class:`CandidatePhoneRecognizer` (Presidio's ``PhoneRecognizer`` run on candidate windows)."""
     import phonenumbers
@@ -328,20 +331,38 @@ def candidate_phone_recognizer(regions: tuple[str, ...], leniency: int = 1):
         run of digits is inside a match, a later region could only add the same digits again, or
         a span around them, e.g. with another reading of an extension). A digit run of fewer than
         7 digits is never a candidate (the stock one matched some shorter runs; on the real
-        samples only two, both ids in URLs: `sid=134092`, `/q/1644/31`)."""
+        samples only two, both ids in URLs: `sid=134092`, `/q/1644/31`).
+
+        What the matchers find in a window depends on nothing but the window's text and its
+        candidates, so it is remembered per (window, candidates), up to :data:`PHONE_MEMO_MAX`
+        windows: the same URL, date or signature recurs across a dump's messages (more than
+        half of the windows of the generated Reddit month are repeats)."""
 
         def analyze(self, text, entities, nlp_artifacts=None, claimed=()):
             results = []
+            memo = self.__dict__.setdefault("_window_memo", {})
             for ws, we, cands in phone_windows(text, claimed):
-                window, found = text[ws:we], {}
-                for region in self.supported_regions:
-                    for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=self.leniency):
-                        found.setdefault((ws + match.start, ws + match.end), region)
-                    if all(any(s <= a and b <= e for s, e in found) for a, b in cands):
-                        break
-                results += [self._get_recognizer_result(_Span(s, e), text, region, nlp_artifacts)
-                            for (s, e), region in found.items()]
+                key = (text[ws:we], tuple((a - ws, b - ws) for a, b in cands))
+                found = memo.get(key)
+                if found is None:
+                    found = self._window_matches(*key)
+                    if len(memo) >= PHONE_MEMO_MAX:
+                        memo.clear()
+                    memo[key] = found
+                results += [self._get_recognizer_result(_Span(ws + s, ws + e), text, region, nlp_artifacts)
+                            for (s, e), region in found]
             return EntityRecognizer.remove_duplicates(results)
+
+        def _window_matches(self, window: str, cands: tuple) -> tuple:
+            """((start, end), region) of the matches in ``window``, regions in turn until every
+            candidate span is inside a match."""
+            found: dict = {}
+            for region in self.supported_regions:
+                for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=self.leniency):
+                    found.setdefault((match.start, match.end), region)
+                if all(any(s <= a and b <= e for s, e in found) for a, b in cands):
+                    break
+            return tuple(found.items())
 
     return CandidatePhoneRecognizer(supported_regions=regions, leniency=leniency, name="CandidatePhoneRecognizer")
 

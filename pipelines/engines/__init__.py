@@ -7,7 +7,8 @@ engine or on Spark unchanged. What narwhals does not express portably is a metho
 
 * reading and writing a table (Parquet datasets under ``OUT/``; Spark writes range-sorted part
   files, Polars one sorted file), and holding a result while its counts are taken and it is
-  written (Polars collects, Spark caches);
+  written (Polars collects, or in a stage's run spills to an IPC file; Spark caches), and
+  ``in_order``: whether a frame is already in a column's order (so a write need not sort it);
 * ``pack``: a list column from several columns, nulls dropped, at most ``limit`` values
   (narwhals has list *read* functions, not list construction);
 * ``first_by``: the first row per key under an ordering that mixes directions, nulls last
@@ -66,6 +67,11 @@ class Engine(Protocol):
 
     def held(self, frame: nw.LazyFrame) -> ContextManager[nw.LazyFrame]:
         """``frame`` computed once for the block (counts, then a write), released after it."""
+
+    def in_order(self, frame: nw.LazyFrame, column: str) -> bool:
+        """Whether ``frame``'s rows are already sorted by ``column`` (no nulls): then a stage
+        can write it as it is, where a sort would hold the whole table. Polars reads the one
+        column to tell; Spark says False (its frames have no order)."""
 
     def pack(self, frame: nw.LazyFrame, out: str, columns: Sequence[str], limit: int | None = None) -> nw.LazyFrame:
         """Add list column ``out``: the non-null values of ``columns`` in that order, the first ``limit``."""
@@ -131,7 +137,7 @@ def for_run(ctx) -> Engine:
         return SparkEngine(ctx.spark())
     from pipelines.engines.polars import PolarsEngine
 
-    return PolarsEngine()
+    return PolarsEngine(spill=True)  # a stage's run: its held results and batch outputs on disk
 
 
 def of(native) -> Engine:

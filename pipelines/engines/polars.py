@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
+import shutil
+import tempfile
+import weakref
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -13,14 +18,40 @@ from pipelines.core import storage
 
 
 class PolarsEngine:
+    """``spill``: hold results on disk instead of in memory (what a stage run gets from
+    :func:`pipelines.engines.for_run`): ``held`` writes its frame to an Arrow IPC file and reads
+    it back lazily, ``map_batches`` streams its input and writes its output to one. The files
+    live in a folder of their own under ``TMPDIR``, ``held``'s removed when its block ends and the
+    folder with the engine; so a spilling engine's frames must not outlive it (a stage's run).
+    Without it (the default: frames in tests and notebooks that outlive a temporary engine) both
+    keep results in memory. The rows are the same either way."""
+
     name = "polars"
     distributed = False  # see pipelines.engines.Engine
+
+    def __init__(self, spill: bool = False):
+        self.spill = spill
+        self._spill_dir: str | None = None
+        self._names = itertools.count()
+        # Frames that only read files (a table scan, a spill): holding one is holding it already.
+        # Keyed by id() with the frame kept, so an id is never reused while it is here.
+        self._on_disk: dict[int, pl.LazyFrame] = {}
+
+    def _spill_path(self, what: str) -> str:
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix="socialcorpus-spill-")
+            weakref.finalize(self, shutil.rmtree, self._spill_dir, ignore_errors=True)
+        return os.path.join(self._spill_dir, f"{what}-{next(self._names):05d}.arrow")
+
+    def _disk_frame(self, lf: pl.LazyFrame) -> nw.LazyFrame:
+        self._on_disk[id(lf)] = lf
+        return nw.from_native(lf)
 
     def scan(self, url: str, table=None) -> nw.LazyFrame:
         lf = storage.scan(url)
         if table is not None:
             lf = lf.select(table.names)
-        return nw.from_native(lf)
+        return self._disk_frame(lf) if self.spill else nw.from_native(lf)
 
     def write(self, frame: nw.LazyFrame, url: str, table, order_by: Sequence[str] = ()) -> None:
         lf = frame.to_native()
@@ -34,7 +65,27 @@ class PolarsEngine:
 
     @contextmanager
     def held(self, frame: nw.LazyFrame) -> Iterator[nw.LazyFrame]:
-        yield self.materialize(frame)  # collected once; Polars frees it with the last reference
+        if not self.spill:
+            yield self.materialize(frame)  # collected once; Polars frees it with the last reference
+            return
+        lf = frame.to_native()
+        if self._on_disk.get(id(lf)) is lf:  # a table scan or a spill: already computed, on disk
+            yield frame
+            return
+        path, back = self._spill_path("held"), None
+        try:  # the streaming engine, as collect() runs it; LZ4: read back in batches, not a mapping of the file
+            lf.sink_ipc(path, compression="lz4")
+            back = pl.scan_ipc(path)
+            yield self._disk_frame(back)
+        finally:
+            if back is not None:
+                self._on_disk.pop(id(back), None)
+            if os.path.exists(path):
+                os.remove(path)
+
+    def in_order(self, frame: nw.LazyFrame, column: str) -> bool:
+        keys = frame.to_native().select(column).collect().to_series()
+        return keys.null_count() == 0 and keys.is_sorted()
 
     def pack(self, frame: nw.LazyFrame, out: str, columns: Sequence[str], limit: int | None = None) -> nw.LazyFrame:
         if not columns:
@@ -101,21 +152,51 @@ class PolarsEngine:
 
     def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None) -> nw.LazyFrame:
         # In-process and eager: the whole frame is one "partition", handed to ``fn`` in slices
-        # of ``batch_rows`` rows (the Arrow chunks of a slice as they come).
+        # of ``batch_rows`` rows (the Arrow chunks of a slice as they come). Spilling, the input
+        # streams in (one slice in memory) and the output goes to an IPC file as ``fn`` yields it.
         import pyarrow as pa
 
-        df = frame.to_native().collect()
         out_schema = pa.schema([f.with_nullable(True) for f in schema])
+        if not (self.spill and batch_rows):
+            df = frame.to_native().collect()
 
-        def batches():
-            for part in df.iter_slices(batch_rows or max(df.height, 1)):
+            def batches():
+                for part in df.iter_slices(batch_rows or max(df.height, 1)):
+                    yield from part.to_arrow().to_batches()
+
+            out = pa.Table.from_batches([b.cast(out_schema) for b in fn(batches())], schema=out_schema)
+            return nw.from_native(pl.from_arrow(out).lazy())
+
+        def streamed():
+            for part in _slices(frame.to_native().collect_batches(chunk_size=batch_rows), batch_rows):
                 yield from part.to_arrow().to_batches()
 
-        out = pa.Table.from_batches([b.cast(out_schema) for b in fn(batches())], schema=out_schema)
-        return nw.from_native(pl.from_arrow(out).lazy())
+        path = self._spill_path("batches")
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, out_schema, options=options) as writer:
+            for b in fn(streamed()):
+                writer.write_batch(b.cast(out_schema))
+        return self._disk_frame(pl.scan_ipc(path))
 
     def every_nth(self, frame: nw.LazyFrame, order_by: Sequence[str], step: int) -> nw.LazyFrame:
         if step <= 1:
             return frame
         return nw.from_native(frame.to_native().sort(list(order_by)).gather_every(step))
 
+
+
+def _slices(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """``frames`` re-cut into slices of exactly ``rows`` rows (the last one shorter), as
+    ``DataFrame.iter_slices`` cuts a whole frame."""
+    pending: list[pl.DataFrame] = []
+    n = 0
+    for df in frames:
+        pending.append(df)
+        n += df.height
+        while n >= rows:
+            whole = pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]
+            yield whole.slice(0, rows)
+            rest = whole.slice(rows)
+            pending, n = ([rest] if rest.height else []), rest.height
+    if n:
+        yield pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]

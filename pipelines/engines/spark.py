@@ -149,6 +149,9 @@ class SparkEngine:
         finally:
             df.unpersist()
 
+    def in_order(self, frame, column: str) -> bool:
+        return False  # a distributed frame has no order of its own
+
     def pack(self, frame, out: str, columns, limit: int | None = None):
         import narwhals as nw
         from pyspark.sql import functions as F

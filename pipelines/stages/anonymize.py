@@ -852,7 +852,10 @@ def run(ctx, engine=None) -> StageResult:
         out, names, scopes = anonymize_frame(messages, secret, cfg, engine)
         with engine.held(out) as df:
             summary = anonymize_stats(messages, df, names, scopes, cfg)
-            engine.write(df.sort(_INPUT_ID).drop(_STATS, _INPUT_ID), ctx.config.table_url(ANON.name), ANON)
+            # Polars keeps the input's order (one partition, batches in turn): no sort, which would
+            # hold the whole table; Spark's rows come in no order.
+            ordered = df if engine.in_order(df, _INPUT_ID) else df.sort(_INPUT_ID)
+            engine.write(ordered.drop(_STATS, _INPUT_ID), ctx.config.table_url(ANON.name), ANON)
     ctx.log.info("anonymize: %d rows, %d strings sent to Presidio, recognizers %s", summary["rows_out"],
                  summary["presidio_strings"], ", ".join(summary["pii"]["recognizers"]))
     return StageResult.from_summary("anonymize", summary)

@@ -108,9 +108,10 @@ def iter_units_batches(format: str, units: list[list[str]], batch_rows: int = BA
     reader = get_reader(format)
     if reader.read_batches is not None:  # block readers make their own tables
         for unit in units:
-            yield from _block_batches(format, reader.read_batches(unit, batch_rows))
+            yield from iter_unit_batches(format, unit, batch_rows)
         return
     pending: list[tuple] = []
+    records = 0
 
     def merged() -> UnitBatch:
         try:
@@ -122,14 +123,15 @@ def iter_units_batches(format: str, units: list[list[str]], batch_rows: int = BA
                 tables.append(_rows_to_table(rows, format, qs))
                 qrows.extend(qs)
             table = pa.concat_tables(tables)
-        return UnitBatch(table, qrows, sum((s for *_, s, _ in pending), Counter()), sum(n for *_, n in pending))
+        return UnitBatch(table, qrows, sum((s for *_, s, _ in pending), Counter()), records)
 
     for unit in units:
         for piece in _segments(reader, format, unit, batch_rows):
             pending.append(piece)
-            if sum(n for *_, n in pending) >= batch_rows:
+            records += piece[3]
+            if records >= batch_rows:
                 yield merged()
-                pending = []
+                pending, records = [], 0
     if pending:
         yield merged()
 
