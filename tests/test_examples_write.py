@@ -1,5 +1,6 @@
-"""The Polars engine writes pair_examples a slice of candidates at a time (bounded memory): the
-files are byte for byte those of assembling the whole table and sorting it."""
+"""The Polars engine writes pair_examples a slice of candidates at a time, and past BUCKET_MESSAGES
+messages a bucket of authors at a time (bounded memory): the files are byte for byte those of
+assembling the whole table and sorting it."""
 
 import os
 
@@ -8,7 +9,8 @@ import pytest
 
 from pipelines.core import storage
 from pipelines.engines.polars import PolarsEngine
-from pipelines.stages.examples import ORDER, ExamplesConfig, assemble, example_parts, write_sorted
+from pipelines.stages.examples import (ORDER, ExamplesConfig, assemble, author_buckets, example_parts, prepared,
+                                       write_by_authors, write_sorted)
 from pipelines.stages.histories import HistoryConfig
 from schemas import EXAMPLES as E
 from schemas import HISTORIES as H
@@ -52,3 +54,34 @@ def test_an_empty_table_is_written_with_its_schema(tmp_path, parts):
     got = storage.read(str(tmp_path / "empty"))
     assert got.height == 0 and got.columns == list(E.names)
     assert _files(str(tmp_path / "empty")) == _files(str(tmp_path / "whole"))
+
+
+@pytest.mark.parametrize("buckets", [3, 7])
+@pytest.mark.parametrize("spill", [False, True])
+def test_authors_in_buckets_write_the_bytes_and_counts_of_one_write(tmp_path, real_built, buckets, spill):
+    """``write_by_authors`` (the Polars run past BUCKET_MESSAGES messages) against one bucket: the
+    same files byte for byte and the same counts, with the caps (per pair, per author) in force."""
+    config, _ = real_built
+    cfg, hcfg = ExamplesConfig(other_public=True, max_per_target=2, max_per_author=40), HistoryConfig()
+    one = PolarsEngine()
+    tl, h = one.scan(config.table_url(T.name), T), one.scan(config.table_url(H.name), H)
+    (kept, per_target, other), want = example_parts(tl, h, cfg, hcfg, one)
+    write_sorted(kept, per_target, other, str(tmp_path / "one"), one)
+    assert want.dropped_by_reason["cap_author"] > 0 and want.dropped_by_reason["cap_target"] > 0
+
+    engine = PolarsEngine(spill=spill)
+    msgs, hist, by_msg = prepared(engine.scan(config.table_url(T.name), T), engine.scan(config.table_url(H.name), H),
+                                  engine)
+    got = write_by_authors(msgs, hist, by_msg, cfg, hcfg, str(tmp_path / "many"), engine, buckets)
+    assert got.summary() == want.summary()
+    assert storage.read(str(tmp_path / "many")).height == want.rows_out > 1000
+    assert _files(str(tmp_path / "many")) == _files(str(tmp_path / "one"))
+
+
+def test_author_buckets_grow_with_the_messages():
+    import polars as pl
+
+    by_msg = pl.DataFrame({"_reason": [None, "bot_author"], "platform": ["reddit", "reddit"], "n": [900, 101]})
+    assert author_buckets(by_msg, 10_000) == 1
+    assert author_buckets(by_msg, 1_001) == 1 and author_buckets(by_msg, 1_000) == 2
+    assert author_buckets(by_msg, 100) == 11

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import engines
 from pipelines.core import storage
-from pipelines.engines.polars import PolarsEngine, _slices
+from pipelines.engines.polars import PolarsEngine, _slices, merge_sorted_batches
 
 FRAME = pl.DataFrame({
     "id": [f"m{i:04d}" for i in range(1000)],
@@ -137,3 +137,53 @@ def test_held_removes_its_file_when_the_block_fails():
             assert len(os.listdir(pe._spill_dir)) == 1
             raise RuntimeError("boom")
     assert os.listdir(pe._spill_dir) == [] and pe._on_disk == {}
+
+
+def test_materialize_to_disk_is_a_file_read_in_place():
+    pe = PolarsEngine(spill=True)
+    frame = engines.frame(FRAME.lazy().filter(pl.col("n") % 3 == 0))
+    kept = pe.materialize(frame)                      # by default in memory: one copy every use shares
+    assert pe._spill_dir is None and engines.to_polars(kept).equals(FRAME.filter(pl.col("n") % 3 == 0))
+    m = pe.materialize(frame, to_disk=True)
+    got = engines.to_polars(m)
+    assert got.equals(FRAME.filter(pl.col("n") % 3 == 0)) and got.schema == FRAME.schema
+    assert len(os.listdir(pe._spill_dir)) == 1
+    assert pe.materialize(m, to_disk=True) is m and len(os.listdir(pe._spill_dir)) == 1  # on disk: not copied
+    assert engines.to_polars(m.select("id")).height == got.height         # read again, as often as joined
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_stash_and_frames_give_the_batches_back_in_bounded_pieces(spill):
+    pe = PolarsEngine(spill=spill)
+    table = FRAME.to_arrow()
+    parts = [table.slice(0, 300), table.slice(300, 0), table.slice(300, 700).to_batches()[0]]
+    lazy = pe.stash(iter(parts), table.schema)
+    assert engines.to_polars(lazy).equals(FRAME)
+    pieces = list(pe.frames(lazy, 128))
+    assert pl.concat(pieces).equals(FRAME) and max(p.height for p in pieces) <= 128
+    if spill:  # read back a record batch at a time: the tables' batches were cut at write time
+        assert len(os.listdir(pe._spill_dir)) == 1
+
+
+@pytest.mark.parametrize("cuts", [[[1000]], [[7, 300, 693], [1000]], [[0, 1000], [500, 500], [1, 1, 998]]])
+def test_merge_sorted_batches_sorts_the_streams_keeping_each_ones_order(cuts):
+    rng = __import__("numpy").random.default_rng(len(cuts))
+    streams, frames = [], []
+    for i, sizes in enumerate(cuts):
+        keys = sorted(rng.integers(0, 300, size=sum(sizes)).tolist())  # ties within and across streams
+        df = pl.DataFrame({"k": keys, "src": [i] * len(keys), "pos": list(range(len(keys)))})
+        frames.append(df)
+        parts, start = [], 0
+        for s in sizes:
+            parts.append(df.slice(start, s))
+            start += s
+        streams.append(iter(parts))
+    got = pl.concat(list(merge_sorted_batches(streams, "k")))
+    assert got["k"].is_sorted() and got.height == sum(f.height for f in frames)
+    for i, df in enumerate(frames):  # each stream's rows, ties included, in its own order
+        assert got.filter(pl.col("src") == i).equals(df)
+    # keys in one stream only (as the examples' buckets have): the order of a stable sort
+    only = [df.with_columns(pl.col("k") * len(frames) + i) for i, df in enumerate(frames)]
+    got = pl.concat(list(merge_sorted_batches([df.iter_slices(97) for df in only], "k")))
+    assert got.equals(pl.concat(only).sort("k", maintain_order=True))
+    assert list(merge_sorted_batches([iter([]), iter([FRAME.head(0)])], "n")) == []

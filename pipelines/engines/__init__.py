@@ -92,9 +92,12 @@ class Engine(Protocol):
         Row order of the result unspecified. Spark numbers a group across many tasks (partition
         offsets) where a window ``row_number`` would send a whole group to one."""
 
-    def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+    def materialize(self, frame: nw.LazyFrame, to_disk: bool = False) -> nw.LazyFrame:
         """``frame`` computed now, as a frame over its rows with none of its plan behind it
-        (Polars: collected; Spark: an eager local checkpoint, freed once no longer referenced)."""
+        (Polars: collected; Spark: an eager local checkpoint, freed once no longer referenced).
+        ``to_disk``: a result too large to keep that is read a few times (Polars in a stage's run:
+        an IPC spill file, read at each use, so a plan that reads it twice holds two copies while it
+        runs: not for a table joined twice in one plan, e.g. near-dup's signatures)."""
 
     def epoch_us(self, frame: nw.LazyFrame, out: str, column: str) -> nw.LazyFrame:
         """Add Int64 ``out``: the datetime ``column`` as microseconds since 1970-01-01 UTC (null stays null)."""

@@ -251,10 +251,11 @@ class SparkEngine:
                 [*b.columns, pa.array(np.full(b.num_rows, pid, dtype=np.int32)), idx.to_arrow()],
                 names=[*b.schema.names, part, local])
 
-    def materialize(self, frame):
+    def materialize(self, frame, to_disk: bool = False):
         """A local checkpoint (eager): the rows are computed now and kept by the executors; the
         frame's plan is cut there, where a cached frame would carry its whole plan into every
-        later one (a plan that joins a result many times grows with each use)."""
+        later one (a plan that joins a result many times grows with each use). ``to_disk`` changes
+        nothing: the executors already keep it, spilling to their disks as they need."""
         import narwhals as nw
 
         return nw.from_native(frame.to_native().localCheckpoint(eager=True))

@@ -102,12 +102,32 @@ def result(stats: dict) -> StageResult:
     return StageResult.from_summary("dedup", stats)
 
 
+# Rows of `messages_raw` the Polars engine deduplicates at a time (a bucket of message ids).
+BUCKET_ROWS = 250_000
+
+
 def run(ctx, engine) -> StageResult:
-    """Read every source under `messages_raw/`, write `messages` sorted by `message_id`; return the counts."""
+    """Read every source under `messages_raw/`, write `messages` sorted by `message_id`; return the counts.
+
+    Polars, past :data:`BUCKET_ROWS` rows: a bucket of message ids (a hash) at a time, each
+    deduplicated and sorted on its own (every copy of a message is in its bucket), the buckets
+    merged on `message_id` as they are written (the engine's ``write_runs``): the same table as
+    one sort of every row, with one bucket's rows held."""
+    from pipelines.engines import to_polars
+
     raw = engine.scan(ctx.config.table_url("messages_raw"), M)
-    with engine.held(dedup(raw, engine)) as df:
-        stats = dedup_stats(raw, df)
-        engine.write(df, ctx.config.table_url(RECORDS.name), RECORDS, order_by=[M.message_id])
+    url = ctx.config.table_url(RECORDS.name)
+    rows = 0 if engine.distributed else int(to_polars(raw.select(nw.len().alias("n")))["n"][0])
+    buckets = max(1, -(-rows // BUCKET_ROWS))
+    if buckets == 1:
+        with engine.held(dedup(raw, engine)) as df:
+            stats = dedup_stats(raw, df)
+            engine.write(df, url, RECORDS, order_by=[M.message_id])
+    else:
+        runs = (engine.sorted_run(dedup(engine.in_bucket(raw, M.message_id, j, buckets), engine), [M.message_id])
+                for j in range(buckets))
+        engine.write_runs(url, RECORDS, runs, pl.col(M.message_id))
+        stats = dedup_stats(raw, engine.scan(url, RECORDS))
     ctx.log.info("dedup: %d rows in, %d out, %d copies collapsed", stats["rows_in"], stats["rows_out"],
                  stats["collapsed"])
     return result(stats)

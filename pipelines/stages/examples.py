@@ -309,30 +309,50 @@ def example_parts(timeline: nw.LazyFrame, histories: nw.LazyFrame, cfg: Examples
     per-target streams, their interlocutor items; see :func:`stream_parts`), the counts). The
     messages, the flagged candidates and both stream tables are materialized (each is joined
     many times); the examples themselves (a target's streams once per interlocutor) are not."""
+    msgs, hist, by_msg = prepared(timeline, histories, engine)
+    parts, counts = author_parts(msgs, hist, cfg, hcfg, engine)
+    return parts, examples_result(by_msg, *counts, cfg)
+
+
+def prepared(timeline: nw.LazyFrame, histories: nw.LazyFrame, engine) -> tuple[nw.LazyFrame, nw.LazyFrame, pl.DataFrame]:
+    """(the messages with their `_reason`, materialized; the histories' columns examples read; the
+    message counts by reason and platform)."""
     from pipelines.engines import to_polars
 
-    msgs = engine.materialize(classify_messages(message_table(timeline, engine)))
+    msgs = engine.materialize(classify_messages(message_table(timeline, engine)), to_disk=True)
     hist = histories.select(H.timeline_id, H.seq, H.author_id, H.read_seqs)
+    return msgs, hist, to_polars(msgs.group_by("_reason", T.platform).agg(nw.len().alias("n")))
+
+
+def author_parts(msgs: nw.LazyFrame, hist: nw.LazyFrame, cfg: ExamplesConfig, hcfg: HistoryConfig, engine):
+    """The parts (see :func:`example_parts`) of the examples whose perspective author wrote a row of
+    ``hist``, and their counts (by timeline, by platform, by split; see :func:`examples_result`).
+
+    Everything an example is, and every cap that decides whether it is kept, depends on its
+    author's messages and reading histories alone (the caps count per target, per (author,
+    interlocutor) and per author); ``msgs`` is only looked up. So ``hist`` cut by author gives
+    exactly the examples of those authors (:func:`write_by_authors`)."""
+    from pipelines.engines import to_polars
+
     df = assign_splits(add_ids(candidate_pairs(msgs, hist), msgs, engine), msgs, cfg, engine)
     df = user_disjoint_keep(df, cfg, engine) if cfg.user_disjoint else df.with_columns(nw.lit(True).alias("_k0"))
-    flagged = engine.materialize(cap_flags(df, cfg))
+    flagged = engine.materialize(cap_flags(df, cfg), to_disk=True)
     flags = [f"_k{i}" for i in range(len(CAPS) + 1)]
     dropped_at = {"user_disjoint": ~nw.col("_k0"),  # each reason: kept before its step, not after
                   **{reason: nw.col(f"_k{i - 1}") & ~nw.col(f"_k{i}") for i, (reason, _, _) in enumerate(CAPS, 1)}}
-    by_msg = to_polars(msgs.group_by("_reason", T.platform).agg(nw.len().alias("n")))
     by_cand = to_polars(flagged.group_by(E.timeline_id).agg(
         nw.len().alias("candidates"), nw.col(E.target_seq).n_unique().alias("targets"),
         *[e.cast(nw.Int64).sum().alias(r) for r, e in dropped_at.items()]))
     kept = flagged.filter(nw.col(flags[-1])).drop(*flags)
     if not engine.distributed:  # its write takes the kept candidates a slice at a time, in ORDER (write_sorted)
-        kept = engine.materialize(kept.sort(ORDER))
+        kept = engine.materialize(kept.sort(ORDER), to_disk=True)
     del flagged
     # Every kept candidate is one example (the streams are attached to it), so these count the examples.
     by_platform = to_polars(kept.group_by(E.platform).agg(
         nw.len().alias("x"), nw.col(E.target_message_id).n_unique().alias("t")))
     by_split = to_polars(kept.group_by(E.split).agg(nw.len().alias("n")))
-    per_target, other = (engine.materialize(f) for f in stream_parts(kept, msgs, hist, cfg, hcfg.k, engine))
-    return (kept, per_target, other), examples_result(by_msg, by_cand, by_platform, by_split, cfg)
+    per_target, other = (engine.materialize(f, to_disk=True) for f in stream_parts(kept, msgs, hist, cfg, hcfg.k, engine))
+    return (kept, per_target, other), (by_cand, by_platform, by_split)
 
 
 def examples_result(by_msg: pl.DataFrame, by_cand: pl.DataFrame, by_platform: pl.DataFrame,
@@ -387,20 +407,30 @@ def build_examples(timeline, histories, cfg: ExamplesConfig = ExamplesConfig(),
 
 # Examples assembled at a time by the Polars engine's write (bounds its memory: about 0.4 KB each).
 WRITE_SLICE_ROWS = 262_144
+# Messages per bucket of authors whose examples the Polars engine builds at a time (write_by_authors):
+# what a bucket holds grows with its authors' messages, so the number of buckets grows with the input.
+BUCKET_MESSAGES = 500_000
 
 
 def write_sorted(kept: nw.LazyFrame, per_target: nw.LazyFrame, other: nw.LazyFrame, url: str, engine,
                  slice_rows: int = WRITE_SLICE_ROWS) -> None:
-    """Polars: write the examples :func:`assemble` makes, in ``ORDER``, one slice at a time.
-
-    The kept candidates come in ``ORDER`` (a unique key; :func:`example_parts` sorts them on
-    Polars) and are cut into slices of ``slice_rows``; each slice takes the per-target streams
-    and interlocutor items of its targets (a range of (timeline_id, target_seq)), is assembled,
-    sorted and handed to the writer. The slices follow one another in ``ORDER``, so the files are those of sorting the
-    whole table, while only one slice's examples are held (never the table and a sorted copy).
-    """
+    """Polars: write the examples :func:`assemble` makes, in ``ORDER``, one slice at a time
+    (:func:`sorted_slices`), never the whole table and a sorted copy of it."""
     from pipelines.core import storage
 
+    storage.write_table(url, sorted_slices(kept, per_target, other, engine, slice_rows), schema=E)
+
+
+def sorted_slices(kept: nw.LazyFrame, per_target: nw.LazyFrame, other: nw.LazyFrame, engine,
+                  slice_rows: int = WRITE_SLICE_ROWS):
+    """Polars: the examples :func:`assemble` makes, in ``ORDER``, as Arrow tables of ``slice_rows``.
+
+    The kept candidates come in ``ORDER`` (a unique key; :func:`author_parts` sorts them on
+    Polars) and are cut into slices of ``slice_rows``; each slice takes the per-target streams
+    and interlocutor items of its targets (a range of (timeline_id, target_seq)), is assembled and
+    sorted. The slices follow one another in ``ORDER``, so writing them gives the files of sorting the
+    whole table, while only one slice's examples are held.
+    """
     rows = kept.to_native().collect()
     pt, items = per_target.to_native(), other.to_native()
 
@@ -409,16 +439,48 @@ def write_sorted(kept: nw.LazyFrame, per_target: nw.LazyFrame, other: nw.LazyFra
         return (((tl > lo[0]) | ((tl == lo[0]) & (ts >= lo[1])))
                 & ((tl < hi[0]) | ((tl == hi[0]) & (ts <= hi[1]))))
 
-    def slices():
-        for a in range(0, rows.height, slice_rows):
-            part = rows.slice(a, slice_rows)
-            keys = part.select(*PER_TARGET)
-            lo, hi = keys.row(0), keys.row(part.height - 1)
-            df = assemble(nw.from_native(part.lazy()), nw.from_native(pt.filter(within(lo, hi))),
-                          nw.from_native(items.filter(within(lo, hi))), engine)
-            yield df.to_native().sort(ORDER).collect().to_arrow()
+    for a in range(0, rows.height, slice_rows):
+        part = rows.slice(a, slice_rows)
+        keys = part.select(*PER_TARGET)
+        lo, hi = keys.row(0), keys.row(part.height - 1)
+        df = assemble(nw.from_native(part.lazy()), nw.from_native(pt.filter(within(lo, hi))),
+                      nw.from_native(items.filter(within(lo, hi))), engine)
+        yield df.to_native().sort(ORDER).collect().to_arrow()
 
-    storage.write_table(url, slices(), schema=E)
+
+def write_by_authors(msgs: nw.LazyFrame, hist: nw.LazyFrame, by_msg: pl.DataFrame, cfg: ExamplesConfig,
+                     hcfg: HistoryConfig, url: str, engine, buckets: int) -> StageResult:
+    """Polars: build and write the examples ``buckets`` groups of authors at a time; return the counts.
+
+    Authors are cut by a hash of `author_id` (the histories of bucket j's authors, see
+    :func:`author_parts`: each bucket's examples are exactly those of its authors). Each bucket's
+    examples, in ``ORDER`` (:func:`sorted_slices`), are one run of the engine's ``write_runs``, merged
+    on a number that sorts as (timeline_id, target_seq) do. A target's examples all come from its
+    author's bucket, so rows with one key come from one run, already in ``ORDER``: the table is the
+    one a single bucket writes, byte for byte. What is held is one bucket's parts, not the corpus's."""
+    from pipelines.engines import to_polars
+    from pipelines.stages.timeline import seq_key
+
+    timelines = to_polars(msgs.select(T.timeline_id).unique())[T.timeline_id].to_list()
+    counts = []
+
+    def runs():
+        for j in range(buckets):
+            parts, c = author_parts(msgs, engine.in_bucket(hist, H.author_id, j, buckets), cfg, hcfg, engine)
+            counts.append(c)
+            yield sorted_slices(*parts, engine)
+
+    engine.write_runs(url, E, runs(), seq_key(timelines, E.target_seq))
+    by_cand = pl.concat([c[0] for c in counts])
+    by_platform = pl.concat([c[1] for c in counts]).group_by(E.platform).agg(pl.col("x").sum(), pl.col("t").sum())
+    by_split = pl.concat([c[2] for c in counts]).group_by(E.split).agg(pl.col("n").sum())
+    return examples_result(by_msg, by_cand, by_platform, by_split, cfg)
+
+
+def author_buckets(by_msg: pl.DataFrame, bucket_messages: int | None = None) -> int:
+    """How many buckets of authors the Polars engine builds examples in: one per ``bucket_messages``
+    messages (default :data:`BUCKET_MESSAGES`)."""
+    return max(1, -(-int(by_msg["n"].sum()) // (bucket_messages or BUCKET_MESSAGES)))
 
 
 def check_split_leakage(examples_df: pl.DataFrame) -> CheckResult:
@@ -439,13 +501,23 @@ def run(ctx, engine) -> StageResult:
     """Read `timeline` and `reading_histories`, write `pair_examples` sorted by (timeline_id,
     target_seq, other_id); return the counts."""
     cfg, hcfg = ctx.config.section(ExamplesConfig), ctx.config.section(HistoryConfig)
-    parts, result = example_parts(engine.scan(ctx.config.table_url(T.name), T),
-                                  engine.scan(ctx.config.table_url(H.name), H), cfg, hcfg, engine)
-    if not engine.distributed:  # a slice at a time (the kept candidates are in ORDER)
-        write_sorted(*parts, ctx.config.table_url(E.name), engine)
-    else:
-        engine.write(assemble(*parts, engine), ctx.config.table_url(E.name), E, order_by=ORDER)
-    del parts
+    timeline = engine.scan(ctx.config.table_url(T.name), T)
+    histories = engine.scan(ctx.config.table_url(H.name), H)
+    url = ctx.config.table_url(E.name)
+    if engine.distributed:
+        parts, result = example_parts(timeline, histories, cfg, hcfg, engine)
+        engine.write(assemble(*parts, engine), url, E, order_by=ORDER)
+        del parts
+    else:  # a bucket of authors at a time, each a slice at a time (the kept candidates are in ORDER)
+        msgs, hist, by_msg = prepared(timeline, histories, engine)
+        buckets = author_buckets(by_msg)
+        if buckets == 1:
+            parts, counts = author_parts(msgs, hist, cfg, hcfg, engine)
+            write_sorted(*parts, url, engine)
+            result = examples_result(by_msg, *counts, cfg)
+            del parts
+        else:
+            result = write_by_authors(msgs, hist, by_msg, cfg, hcfg, url, engine, buckets)
     ctx.log.info("examples: %d from %d target messages (blow-up %.2f)", result.rows_out,
                  result.figures["target_messages"], result.figures["blowup"])
     return result

@@ -151,6 +151,14 @@ def timeline_stats(df: nw.LazyFrame) -> dict:
     }
 
 
+def seq_key(timelines, seq_col: str = "seq") -> pl.Expr:
+    """An Int64 that sorts as (timeline_id, ``seq_col``) do, given every `timeline_id` there is
+    (Polars: the key the engine's ``write_runs`` merges on)."""
+    rank = {t: i for i, t in enumerate(sorted(timelines))}
+    return (pl.col(T.timeline_id).replace_strict(rank, return_dtype=pl.Int64) * (1 << 40)
+            + pl.col(seq_col).cast(pl.Int64))
+
+
 def build_timeline(dedup, engine=None):
     """A native `messages_dedup` frame (Polars or Spark) in; (`timeline` rows in `schemas.TIMELINE`
     column order, stats) out, on its engine.
@@ -187,13 +195,41 @@ def check_order(timeline_df: pl.DataFrame) -> CheckResult:
     )
 
 
+# What placing a message reads (numbering, parents, the counts), and what placing adds to it.
+KEY_COLUMNS = (D.message_id, D.platform, D.community, D.thread_id, D.parent_id, D.parent_inferred, D.created_at,
+               D.time_ordinal, D.time_kind, D.order_in_source)
+PLACE_COLUMNS = (T.timeline_id, T.seq, T.parent_seq, T.parent_dangling)
+# Messages the Polars engine sorts at a time when it writes the timeline (a bucket of message ids).
+BUCKET_ROWS = 250_000
+
+
 def run(ctx, engine) -> StageResult:
     """Read `messages_dedup`, write `timeline` sorted by (timeline_id, seq); return the counts
-    (see :func:`timeline_stats`)."""
-    frame = timeline(engine.scan(ctx.config.table_url(D.name), D), engine)
-    with engine.held(frame) as df:
-        stats = timeline_stats(df)
-        engine.write(df, ctx.config.table_url(T.name), T, order_by=[T.timeline_id, T.seq])
+    (see :func:`timeline_stats`).
+
+    Polars: the messages are placed from their key columns alone (:data:`KEY_COLUMNS`), then each
+    whole row takes its place by `message_id` and the rows are sorted and written a bucket of
+    :data:`BUCKET_ROWS` message ids at a time (the engine's ``write_runs`` merges the buckets on
+    (timeline_id, seq), a unique key): the same table as one sort of every row, with one bucket's
+    rows held instead of the corpus's."""
+    url = ctx.config.table_url(T.name)
+    dedup = engine.scan(ctx.config.table_url(D.name), D)
+    if engine.distributed:
+        with engine.held(timeline(dedup, engine)) as df:
+            stats = timeline_stats(df)
+            engine.write(df, url, T, order_by=[T.timeline_id, T.seq])
+    else:
+        with engine.held(timeline(dedup.select(*KEY_COLUMNS), engine)) as placed:
+            stats = timeline_stats(placed)
+            places = placed.select(D.message_id, *PLACE_COLUMNS)
+            buckets = max(1, -(-stats["rows_out"] // BUCKET_ROWS))
+            whole = lambda rows: rows.join(places, on=D.message_id).select(*T.names)  # noqa: E731
+            if buckets == 1:
+                engine.write(whole(dedup), url, T, order_by=[T.timeline_id, T.seq])
+            else:
+                runs = (engine.sorted_run(whole(engine.in_bucket(dedup, D.message_id, j, buckets)),
+                                          [T.timeline_id, T.seq]) for j in range(buckets))
+                engine.write_runs(url, T, runs, seq_key(stats["rows_by_timeline"]))
     ctx.log.info("timeline: %d rows on %d timelines, %d dangling parents", stats["rows_out"],
                  stats["timelines"], stats["parent_dangling"])
     return StageResult.from_summary("timeline", stats)
