@@ -1,5 +1,5 @@
-"""The Polars engine's stage runs past their bucket sizes (dedup, timeline: a bucket of message
-ids at a time, merged on the table's order as they are written; examples in test_examples_write):
+"""The Polars engine's stage runs past their bucket sizes (dedup, timeline, near-dup's write: a bucket
+of message ids at a time, merged on the table's order as they are written; examples in test_examples_write):
 the same files byte for byte and the same counts as one bucket, on the real samples."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_SECRET
 from pipelines.core.context import RunContext
 from pipelines.engines.polars import PolarsEngine
-from pipelines.stages import dedup, timeline
+from pipelines.stages import dedup, neardup, timeline
 
 
 def _files(folder) -> dict[str, bytes]:
@@ -22,6 +22,7 @@ def _files(folder) -> dict[str, bytes]:
 @pytest.mark.parametrize("module, inputs, output, rows", [
     (dedup, ["messages_raw"], "messages", 700),
     (timeline, ["messages_dedup"], "timeline", 900),
+    (neardup, ["messages_anon"], "messages_dedup", 800),
 ])
 def test_buckets_write_the_files_and_counts_of_one_bucket(real_built, tmp_path, monkeypatch, module, inputs, output,
                                                           rows):

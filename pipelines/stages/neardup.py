@@ -261,13 +261,26 @@ def near_dedup(df: pl.DataFrame, cfg: NearDupConfig | None = None) -> tuple[pl.D
     return engines.to_polars(out).sort("_in").drop("_in"), stats
 
 
+# Rows the Polars engine sorts at a time when it writes `messages_dedup` (a bucket of message ids).
+BUCKET_ROWS = 250_000
+
+
 def run(ctx, engine=None) -> StageResult:
     """Read `messages_anon`, write `messages_dedup` sorted by `message_id`; return the counts (see
-    :func:`marks`; its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``)."""
+    :func:`marks`; its ``dropped`` stays a figure, the JSON summary's older name for ``dropped_by_reason``).
+    Polars, past :data:`BUCKET_ROWS` rows: the marked rows are sorted and written a bucket of message
+    ids at a time (docs/architecture.md, "Buckets"), the same file as one sort of every row."""
     cfg = ctx.config.section(NearDupConfig)
     engine = engine or engines.for_run(ctx)
     out, stats = marks(engine.scan(ctx.config.table_url(ANON.name), ANON), cfg, engine)
-    engine.write(out, ctx.config.table_url(DEDUP.name), DEDUP, order_by=[M.message_id])
+    url = ctx.config.table_url(DEDUP.name)
+    buckets = 1 if engine.distributed else max(1, -(-stats["rows_in"] // BUCKET_ROWS))
+    if buckets == 1:
+        engine.write(out, url, DEDUP, order_by=[M.message_id])
+    else:  # Polars: the marked rows sorted a bucket of ids at a time, merged as they are written
+        runs = (engine.sorted_run(engine.in_bucket(out, M.message_id, j, buckets), [M.message_id])
+                for j in range(buckets))
+        engine.write_runs(url, DEDUP, runs, pl.col(M.message_id))
     ctx.log.info("neardup: %d rows, %d candidates, %d clusters, %d duplicates", stats["rows_in"],
                  stats["candidates"], stats["clusters"], stats["duplicates"])
     return StageResult.from_summary("neardup", stats)
