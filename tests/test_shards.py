@@ -297,6 +297,43 @@ def test_same_inputs_and_seed_give_byte_identical_shards(built, real, tmp_path):
         assert a == b  # the manifest holds every file's sha256
 
 
+@pytest.mark.parametrize("bucket_rows, prefix_hex", [(7, 15), (50, 1)])
+def test_buckets_batches_and_id_ties_give_the_same_shards(built, real, tmp_path, monkeypatch, bucket_rows,
+                                                          prefix_hex):
+    """The reference layout renders the examples a few at a time as they are on storage and
+    spills them in buckets of shard rows; with buckets of a few rows, batches of 13 examples and
+    one hex digit of example_id to sort by (every id ties, so the whole ids decide), every split
+    file and the store are the files of the default run."""
+    out, _, examples, summary, *_ = built
+    monkeypatch.setattr(SH, "BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(SH, "ID_PREFIX_HEX", prefix_hex)
+    counts = {s: examples.filter(pl.col(E.split) == s).height for s in SH.SPLITS}
+    assert max(counts.values()) > 3 * bucket_rows  # several buckets per split
+    _, _, again = _build(str(tmp_path), real, examples_per_batch=13)
+    for split in SH.SPLITS:
+        a = open(storage.join(out, "shards", split, SH.MANIFEST), "rb").read()
+        b = open(storage.join(str(tmp_path), "shards", split, SH.MANIFEST), "rb").read()
+        assert a == b  # the manifest holds every file's sha256, the store's too
+    assert again["messages_over_budget"] == summary["messages_over_budget"]
+    assert again["rows_in"] == summary["rows_in"] == examples.height
+
+
+def test_shard_order_is_the_sorted_then_permuted_order(built):
+    """Each example's place in its split: its rank by example_id among the split's examples,
+    permuted by the seed (what split_batches gives), read from two columns of the table."""
+    out, _, examples, *_ = built
+    url = storage.join(out, E.name)
+    splits, index, pos, counts = SH.shard_order(url, seed=7)
+    stored = pl.concat(list(SH.example_batches(url, 1000, [E.example_id, E.split])))
+    for i, split in enumerate(splits):
+        rows = np.flatnonzero((stored[E.split] == split).to_numpy())
+        order = rows[stored[E.example_id].gather(rows).arg_sort().to_numpy()]
+        order = order[np.random.default_rng(7).permutation(len(order))]
+        assert counts[i] == len(rows)
+        assert (index[rows] == i).all()
+        assert np.array_equal(pos[order], np.arange(len(rows)))
+
+
 def test_a_crash_mid_shard_leaves_the_previous_manifest_valid(real, tmp_path, monkeypatch):
     out = str(tmp_path)
     _build(out, real)

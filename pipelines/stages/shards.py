@@ -170,28 +170,57 @@ def write_split(table: pa.Table, url: str, cfg: ShardsConfig, *, split: str, tok
     give byte-identical files; files of an earlier manifest are removed only after the new
     manifest is in place.
     """
+    return write_split_rows([table], table.column(S.n_tokens).to_numpy(),
+                            int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), _time_kind(table), url, cfg,
+                            split=split, tokenizer_sha256=tokenizer_sha256, ids=ids, vocab_size=vocab_size, log=log,
+                            store=store)
+
+
+def write_split_rows(tables, tokens: np.ndarray, target_tokens: int, time_kind: str, url: str, cfg: ShardsConfig, *,
+                     split: str, tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, log=None,
+                     store: dict | None = None) -> dict:
+    """:func:`write_split` for a split whose rows come as ``tables`` (an iterable, in shard order, read
+    as the files need them: one file's rows are held at a time), with ``tokens`` every row's
+    ``n_tokens`` (what the files are cut by), ``target_tokens`` their ``n_target_tokens`` summed and
+    ``time_kind`` the split's (:func:`_time_kind` of all its rows)."""
     fs, path = storage.fs_and_path(url)
     fs.makedirs(path, exist_ok=True)
-    time_kind = _time_kind(table)
     meta = shard_metadata(tokenizer_sha256, ids, vocab_size, time_kind, split,
                           "flat" if store is None else "reference")
-    table = table.replace_schema_metadata(meta)
-    tokens = table.column(S.n_tokens).to_numpy()
     # Both layouts cut at the same rows (the flat layout's size estimate): the loader's units, and
     # so its batches, are the same whichever layout a build wrote.
     est = float(tokens.sum()) * cfg.bytes_per_token
     bounds = cut_points(tokens, math.ceil(est / cfg.target_file_bytes))
+    rows = _RowStream(iter(tables))
     shards = []
-    with progress(f"write {split} shards", log, total=table.num_rows, unit="rows") as p:
+    with progress(f"write {split} shards", log, total=len(tokens), unit="rows") as p:
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg)
+            name, data, entry = encode_shard(rows.take(b - a).replace_schema_metadata(meta), i, cfg)
             _put_bytes(fs, posixpath.join(path, name), data)
             shards.append(entry)
             p.update(b - a, files=i + 1)
-    manifest = manifest_of(split, tokenizer_sha256, ids, vocab_size, time_kind, table.num_rows,
-                           int(pc.sum(table.column(S.n_target_tokens)).as_py() or 0), shards, store)
+    manifest = manifest_of(split, tokenizer_sha256, ids, vocab_size, time_kind, len(tokens), target_tokens,
+                           shards, store)
     publish_manifest(fs, path, manifest)
     return manifest
+
+
+class _RowStream:
+    """The rows of a sequence of tables, taken ``n`` at a time, in order; one take is one table
+    of a single chunk per column (so a file's bytes do not depend on how its rows arrived)."""
+
+    def __init__(self, tables):
+        self._tables, self._held, self._rows = tables, [], 0
+
+    def take(self, n: int) -> pa.Table:
+        while self._rows < n:
+            t = next(self._tables)
+            self._held.append(t)
+            self._rows += t.num_rows
+        whole = pa.concat_tables(self._held) if len(self._held) > 1 else self._held[0]
+        rest = whole.slice(n)
+        self._held, self._rows = ([rest] if rest.num_rows else []), rest.num_rows
+        return whole.slice(0, n).combine_chunks()
 
 
 def write_store(table: pa.Table, shards_url: str, cfg: ShardsConfig, *, tokenizer_sha256: str,
@@ -204,23 +233,30 @@ def write_store(table: pa.Table, shards_url: str, cfg: ShardsConfig, *, tokenize
     and tokens). Files are named by content hash and the old ones stay until
     :func:`remove_unnamed_store_files` runs after every manifest is in place.
     """
+    tokens = pc.list_value_length(table.column(TS.tokens)).to_numpy(zero_copy_only=False)
+    return write_store_rows(lambda a, b: table.slice(a, b - a), tokens, shards_url, cfg,
+                            tokenizer_sha256=tokenizer_sha256, ids=ids, vocab_size=vocab_size, log=log)
+
+
+def write_store_rows(rows_of, tokens: np.ndarray, shards_url: str, cfg: ShardsConfig, *, tokenizer_sha256: str,
+                     ids: dict[str, int], vocab_size: int, log=None) -> dict:
+    """:func:`write_store` of a store whose rows ``a`` to ``b`` are ``rows_of(a, b)`` (made as each
+    file needs them: one file's rows are held at a time), with ``tokens`` each row's stored tokens."""
     fs, path = storage.fs_and_path(posixpath.join(shards_url, STORE))
     fs.makedirs(path, exist_ok=True)
-    table = table.replace_schema_metadata({**(TS.arrow.metadata or {}), b"tokenizer_sha256": tokenizer_sha256.encode(),
-                                           b"vocab_size": str(vocab_size).encode(),
-                                           b"token_dtype": TOKEN_DTYPE.encode(),
-                                           b"special_tokens": json.dumps(ids).encode()})
-    tokens = pc.list_value_length(table.column(TS.tokens)).to_numpy(zero_copy_only=False)
+    meta = {**(TS.arrow.metadata or {}), b"tokenizer_sha256": tokenizer_sha256.encode(),
+            b"vocab_size": str(vocab_size).encode(), b"token_dtype": TOKEN_DTYPE.encode(),
+            b"special_tokens": json.dumps(ids).encode()}
     bounds = cut_points(tokens, math.ceil(float(tokens.sum()) * cfg.bytes_per_token / cfg.target_file_bytes))
     files = []
-    with progress("write token store", log, total=table.num_rows, unit="msgs") as p:
+    with progress("write token store", log, total=len(tokens), unit="msgs") as p:
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            name, data, entry = encode_shard(table.slice(a, b - a), i, cfg, row_group_rows=STORE_ROW_GROUP_ROWS,
-                                             dictionary=[TS.timeline_id])
+            name, data, entry = encode_shard(rows_of(a, b).replace_schema_metadata(meta), i, cfg,
+                                             row_group_rows=STORE_ROW_GROUP_ROWS, dictionary=[TS.timeline_id])
             _put_bytes(fs, posixpath.join(path, name), data)
             files.append({**entry, "path": f"../{STORE}/{name}"})
             p.update(b - a, files=i + 1)
-    return {"rows": table.num_rows, "tokens": int(tokens.sum()), "bytes": sum(f["bytes"] for f in files),
+    return {"rows": len(tokens), "tokens": int(tokens.sum()), "bytes": sum(f["bytes"] for f in files),
             "files": files}
 
 
@@ -496,39 +532,6 @@ def build_split_table(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg
     return (pa.concat_tables(parts) if parts else empty), dropped
 
 
-def spill_splits(mt: render.MessageTokens, tok, examples: pl.DataFrame, splits: list[str], cfg: ShardsConfig,
-                 folder: str, log=None) -> tuple[list[tuple[str, str, dict[str, int]]], np.ndarray]:
-    """Reference layout: every split's rows rendered a batch at a time into an Arrow IPC file under
-    ``folder`` (a local temporary: the rows wait there, not in memory, until the store they
-    reference is written). Returns ([(split, file, messages left out)], the message rows of
-    ``mt`` any row references, sorted: what :func:`referenced_rows` gives for them all)."""
-    seen = np.zeros(len(mt.body_len), dtype=bool)
-    split_of = examples[E.split]
-    out = []
-    for i, split in enumerate(splits):
-        dropped = {"window": 0, "own": 0, "other": 0}
-        path = os.path.join(folder, f"{i}.arrow")
-        writer = None
-        with pa.OSFile(path, "wb") as f:
-            for t in split_batches(mt, tok, examples, cfg, dropped, log, split, "reference",
-                                   rows=np.flatnonzero((split_of == split).to_numpy())):
-                _mark_refs(seen, t)
-                if writer is None:
-                    writer = pa.ipc.new_file(f, t.schema)
-                writer.write_table(t)
-            if writer is None:  # an empty split: its file holds the schema
-                writer = pa.ipc.new_file(f, R.arrow)
-            writer.close()
-        out.append((split, path, dropped))
-    return out, np.flatnonzero(seen)
-
-
-def read_spilled(path: str) -> pa.Table:
-    """A split's rows back from :func:`spill_splits`' file, read whole (not memory-mapped)."""
-    with pa.OSFile(path, "rb") as f:
-        return pa.ipc.open_file(f).read_all()
-
-
 REF_COLUMNS = (R.window_msgs, R.own_msgs, R.other_msgs)
 # The pair_examples columns the stage reads (platform, community and target_seq reach no shard).
 SHARD_INPUT = tuple(c for c in E.names if c not in (E.platform, E.community, E.target_seq))
@@ -549,15 +552,6 @@ def read_examples(ex_frame: nw.LazyFrame, engine) -> pl.DataFrame:
     return df.with_columns(pl.col(c).cast(pl.Categorical) for c in _REPEATED)
 
 
-def referenced_rows(tables: list[pa.Table], n_messages: int) -> np.ndarray:
-    """The message rows (sorted, unique) the reference rows ``tables`` name, of ``n_messages``:
-    marked column by column (one byte per message, not a copy of every reference)."""
-    seen = np.zeros(n_messages, dtype=bool)
-    for t in tables:
-        _mark_refs(seen, t)
-    return np.flatnonzero(seen)
-
-
 def _mark_refs(seen: np.ndarray, table: pa.Table) -> None:
     for c in REF_COLUMNS:
         for chunk in table.column(c).chunks:
@@ -575,6 +569,148 @@ def renumber_refs(table: pa.Table, rows: np.ndarray) -> pa.Table:
     return table
 
 
+# -- the reference layout, a bucket of rows at a time --------------------------------------------
+
+ID_PREFIX_HEX = 15     # leading example_id hex digits read as one int64 to sort by (a tie: the whole ids)
+BUCKET_ROWS = 250_000  # shard rows per spill file of a split: what a split's write holds at once
+_POS = "_pos"          # an example's row in its split's shards
+
+
+def example_batches(url: str, rows: int, columns=None):
+    """``pair_examples`` as it is on storage (whichever engine wrote it), ``rows`` at a time, as
+    Polars frames of ``columns`` (default: every column) conformed to the schema."""
+    fs, _ = storage.fs_and_path(url)
+    for f in storage.dataset_files(url):
+        with fs.open(f, "rb") as fh:
+            for b in pq.ParquetFile(fh).iter_batches(batch_size=rows, columns=list(columns or E.names)):
+                t = pa.Table.from_batches([b])
+                yield pl.from_arrow(t.cast(pa.schema([E.arrow.field(c) for c in t.column_names])) if columns
+                                    else E.conform(t))
+
+
+def shard_order(url: str, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, list[int]]:
+    """Where each example goes, read from ``example_id`` and ``split`` alone: (the splits in write
+    order, per example in storage order the index of its split and its row in that split's shards,
+    the rows of each split). A split's rows are its examples sorted by ``example_id``, then permuted
+    by ``seed`` (:func:`split_batches`' order). The ids are sorted by their first ``ID_PREFIX_HEX``
+    hex digits as one integer (lowercase hex of one length sorts as its number): 8 bytes an
+    example, not the strings; a tie, or an id that is not such hex, sorts the whole ids instead."""
+    names: dict[str, int] = {}
+    keys, codes, exact = [], [], True
+    for df in example_batches(url, 1_000_000, [E.example_id, E.split]):
+        for v in df[E.split].unique().to_list():
+            names.setdefault(v, len(names))
+        codes.append(df[E.split].replace_strict(names, return_dtype=pl.Int16).to_numpy())
+        head = pl.col(E.example_id).str.slice(0, ID_PREFIX_HEX)
+        k = df.select(pl.when(pl.col(E.example_id).str.contains(f"^[0-9a-f]{{{ID_PREFIX_HEX}}}"))
+                      .then(head.str.to_integer(base=16, strict=False))).to_series()
+        exact &= k.null_count() == 0
+        keys.append(k.fill_null(-1).to_numpy())
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    code = np.concatenate(codes) if codes else np.zeros(0, np.int16)
+    splits = [*SPLITS, *sorted(set(names) - set(SPLITS))]
+    pos = np.zeros(len(key), np.int64)
+    index = np.full(len(key), -1, np.int16)
+    counts, ids = [], None
+    for i, split in enumerate(splits):
+        rows = np.flatnonzero(code == names[split]) if split in names else np.zeros(0, np.int64)
+        index[rows] = i
+        srt = np.argsort(key[rows], kind="stable")
+        k = key[rows][srt]
+        if not exact or (len(k) > 1 and (k[1:] == k[:-1]).any()):
+            if ids is None:
+                ids = pl.concat([df[E.example_id] for df in example_batches(url, 1_000_000, [E.example_id])])
+            srt = ids.gather(rows).arg_sort().to_numpy()
+        order = rows[srt][np.random.default_rng(seed).permutation(len(rows))]
+        pos[order] = np.arange(len(rows))
+        counts.append(len(rows))
+    return splits, index, pos, counts
+
+
+class _Buckets:
+    """Reference rows spilled per (split, bucket of ``BUCKET_ROWS`` shard rows) to Arrow IPC files
+    under ``folder``, each row with its place, so a split's rows come back in shard order a
+    bucket at a time."""
+
+    def __init__(self, folder: str, counts: list[int]):
+        self.folder, self.counts, self._open = folder, counts, {}
+
+    def _path(self, i: int, b: int) -> str:
+        return os.path.join(self.folder, f"{i}-{b}.arrow")
+
+    def add(self, table: pa.Table, index: np.ndarray, pos: np.ndarray) -> None:
+        table = table.append_column(_POS, pa.array(pos))
+        bucket = index.astype(np.int64) * (1 + max(self.counts, default=0) // BUCKET_ROWS) + pos // BUCKET_ROWS
+        order = np.argsort(bucket, kind="stable")
+        cuts = np.flatnonzero(np.diff(bucket[order])) + 1
+        for part in np.split(order, cuts):
+            if not len(part):
+                continue
+            i, b = int(index[part[0]]), int(pos[part[0]] // BUCKET_ROWS)
+            if (i, b) not in self._open:
+                f = pa.OSFile(self._path(i, b), "wb")
+                self._open[(i, b)] = (f, pa.ipc.new_stream(f, table.schema))
+            self._open[(i, b)][1].write_table(table.take(pa.array(part)))
+
+    def close(self) -> None:
+        for f, w in self._open.values():
+            w.close()
+            f.close()
+
+    def rows(self, i: int, used: np.ndarray):
+        """Split ``i``'s rows in shard order, a bucket at a time, references renumbered into the
+        store of the message rows ``used`` (:func:`renumber_refs`)."""
+        n = self.counts[i]
+        for b in range(math.ceil(n / BUCKET_ROWS)):
+            with pa.OSFile(self._path(i, b), "rb") as f:
+                t = pa.ipc.open_stream(f).read_all()
+            t = t.take(pc.sort_indices(t.column(_POS)))
+            got = t.column(_POS).to_numpy()
+            if not np.array_equal(got, np.arange(b * BUCKET_ROWS, min(n, (b + 1) * BUCKET_ROWS))):
+                raise RuntimeError(f"shards spill bucket {i}-{b}: rows {got[:3]}… are not the bucket's")
+            os.remove(self._path(i, b))
+            yield renumber_refs(t.drop_columns([_POS]), used)
+
+
+def spill_reference_rows(mt: render.MessageTokens, tok, url: str, cfg: ShardsConfig, folder: str, log=None):
+    """Reference layout: every example's row, rendered ``examples_per_batch`` examples at a time as
+    they are on storage, spilled to :class:`_Buckets` in ``folder``. Returns (the splits, the
+    buckets, per split its rows' ``n_tokens`` in shard order, ``n_target_tokens`` summed and time
+    kind, the messages the budgets left out, the message rows of ``mt`` any row references)."""
+    splits, index, pos, counts = shard_order(url, cfg.seed)
+    tokens = [np.zeros(n, np.int32) for n in counts]
+    target = [0] * len(splits)
+    kinds = [set() for _ in splits]
+    dropped = {"window": 0, "own": 0, "other": 0}
+    seen = np.zeros(len(mt.body_len), dtype=bool)
+    buckets, at = _Buckets(folder, counts), 0
+    try:
+        with progress("render examples", log, total=len(pos), unit="examples") as p:
+            for ex in example_batches(url, cfg.examples_per_batch):
+                t, d = render.reference_rows(mt, tok, ex.select(SHARD_INPUT), max_window_tokens=cfg.max_window_tokens,
+                                             max_stream_tokens=cfg.max_stream_tokens)
+                for k in d:
+                    dropped[k] += d[k]
+                _mark_refs(seen, t)
+                ix, ps = index[at:at + t.num_rows], pos[at:at + t.num_rows]
+                n_tok, n_tgt = t.column(R.n_tokens).to_numpy(), t.column(R.n_target_tokens).to_numpy()
+                kind = t.column(R.time_kind).to_numpy(zero_copy_only=False)
+                for i in np.unique(ix):
+                    sel = ix == i
+                    tokens[i][ps[sel]] = n_tok[sel]
+                    target[i] += int(n_tgt[sel].sum())
+                    kinds[i].update(np.unique(kind[sel]).tolist())
+                buckets.add(t, ix, ps)
+                at += t.num_rows
+                p.update(t.num_rows)
+    finally:
+        buckets.close()
+    if at != len(pos):
+        raise RuntimeError(f"{url}: read {at} examples, {len(pos)} when ordered; the table changed during the stage")
+    time_kinds = [sorted(k)[0] if len(k) == 1 else ("mixed" if k else "wall") for k in kinds]
+    return splits, buckets, tokens, target, time_kinds, dropped, np.flatnonzero(seen)
+
+
 def run(ctx, engine=None) -> StageResult:
     """Build the token store (reference layout) and every split's shards and manifest from the
     examples and the tokenizer. One definition for both engines: the engine reads the examples
@@ -586,9 +722,12 @@ def run(ctx, engine=None) -> StageResult:
     out by token budgets or truncated, per-split rows, tokens and shard counts, the store's
     rows, tokens and bytes (reference layout), and the tokens/s of rendering + writing.
 
-    Memory: the examples are read after tokenising (the message texts are gone by then), and
-    in the reference layout every split's rows wait in a local temporary folder (Arrow IPC,
-    :func:`spill_splits`) while the store is written, then come back one split at a time.
+    Memory: the examples are read after tokenising (the message texts are gone by then). In the
+    reference layout they are read from storage a batch at a time (:func:`spill_reference_rows`:
+    what the driver holds of every example is its place, 10 bytes), their rows wait in buckets
+    of ``BUCKET_ROWS`` in a local temporary folder while the store is written a file at a time,
+    and each split comes back a bucket at a time. The flat layout holds the examples and one
+    split's rows.
     """
     cfg = ctx.config.section(ShardsConfig)
     engine = engine or engines.for_run(ctx)
@@ -608,39 +747,52 @@ def run(ctx, engine=None) -> StageResult:
     t_tok = time.monotonic() - t0
     n_msgs = msgs.height
     del msgs, users  # their texts are tokens now
-    examples = read_examples(ex_frame, engine)
-    splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
-    summary = {"rows_in": examples.height, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
+    summary = {"rows_in": 0, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
                "messages_tokenised": n_msgs,
                "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
                "messages_over_budget": {"window": 0, "own": 0, "other": 0}, "splits": {}}
     total_tokens = 0
     t1 = time.monotonic()
     store = None
+    vocab = tok.get_vocab_size()
     with tempfile.TemporaryDirectory(prefix="socialcorpus-shards-") as spill:
         if cfg.layout == "reference":
-            # Only the messages the rows reference once the budgets have cut the streams, renumbered.
-            parts, used = spill_splits(mt, tok, examples, splits, cfg, spill, ctx.log)
-            del examples  # every row is rendered: from here on only the rows and the tokens
-            store = write_store(render.store_table(mt, used), shards_url, cfg, tokenizer_sha256=tok_sha,
-                                ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log)
+            # Every row rendered from the examples as they are on storage, a batch at a time, into
+            # buckets of shard rows on local disk; only the messages the rows reference once the
+            # budgets have cut the streams go to the store, renumbered; then each split comes back
+            # from its buckets in shard order, one file's rows at a time.
+            splits, buckets, tokens, target, kinds, over, used = spill_reference_rows(
+                mt, tok, ctx.config.table_url(E.name), cfg, spill, ctx.log)
+            store = write_store_rows(lambda a, b: render.store_table(mt, used[a:b]), mt.body_len[used], shards_url,
+                                     cfg, tokenizer_sha256=tok_sha, ids=ids, vocab_size=vocab, log=ctx.log)
             del mt
             summary["store"] = {"rows": store["rows"], "tokens": store["tokens"], "bytes": store["bytes"],
                                 "files": len(store["files"])}
-            each = ((split, renumber_refs(read_spilled(path), used), d) for split, path, d in parts)
+            summary["rows_in"] = sum(len(t) for t in tokens)
+            summary["messages_over_budget"] = over
+            each = ((split, write_split_rows(buckets.rows(i, used), tokens[i], target[i], kinds[i],
+                                             ctx.config.table_url("shards", split), cfg, split=split,
+                                             tokenizer_sha256=tok_sha, ids=ids, vocab_size=vocab, log=ctx.log,
+                                             store=store))
+                    for i, split in enumerate(splits))
         else:
+            examples = read_examples(ex_frame, engine)
+            summary["rows_in"] = examples.height
+            splits = [*SPLITS, *sorted(set(examples[E.split].unique().to_list()) - set(SPLITS))]
             split_of = examples[E.split]
-            each = ((split, *build_split_table(mt, tok, examples, cfg, ctx.log, split, cfg.layout,
-                                               rows=np.flatnonzero((split_of == split).to_numpy())))
-                    for split in splits)   # one split in memory at a time
+
+            def flat(split):
+                table, dropped = build_split_table(mt, tok, examples, cfg, ctx.log, split, cfg.layout,
+                                                   rows=np.flatnonzero((split_of == split).to_numpy()))
+                summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k]
+                                                   for k in dropped}
+                return write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
+                                   tokenizer_sha256=tok_sha, ids=ids, vocab_size=vocab, log=ctx.log)
+
+            each = ((split, flat(split)) for split in splits)   # one split in memory at a time
         shard_bytes = 0
-        for split, table, dropped in each:
-            man = write_split(table, ctx.config.table_url("shards", split), cfg, split=split,
-                              tokenizer_sha256=tok_sha, ids=ids, vocab_size=tok.get_vocab_size(), log=ctx.log,
-                              store=store)
-            del table
+        for split, man in each:
             summary["rows_out"] += man["rows"]
-            summary["messages_over_budget"] = {k: summary["messages_over_budget"][k] + dropped[k] for k in dropped}
             summary["splits"][split] = {"rows": man["rows"], "tokens": man["tokens"], "shards": len(man["shards"])}
             total_tokens += man["tokens"]
             shard_bytes += sum(s["bytes"] for s in man["shards"])
