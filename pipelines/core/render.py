@@ -33,6 +33,7 @@ from schemas.shards import PREFIX, SUFFIX
 # Messages per encode_batch call: one batch's Encodings are held at once (50,000 held ~0.5 GB
 # more at 250k messages, and was no faster).
 ENCODE_BATCH = 8_192
+PREP_ROWS = 8 * ENCODE_BATCH  # messages whose mentions are marked at a time (before they are encoded)
 MSG_INDEX = "_msg"  # row of a message in MessageTokens
 _EX = "_ex"    # row of an example in its batch
 
@@ -80,22 +81,31 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     disagree in number (they are matched by order).
     """
     mention_id = tok.token_to_id(T.MENTION)
-    prep = msgs.select(
-        T.mark_mentions(pl.col(TL.text)).alias("marked"),
-        T.mention_pseudonyms(pl.col(TL.text)).alias("pseudonyms"),
-    )
-    n = prep.height
+    n = msgs.height
     lens = np.zeros(n, dtype=np.int64)
-    parts = []
+    body_bytes = np.zeros(n, dtype=np.int64)
+    n_txt_mentions = np.zeros(n, dtype=np.int64)
+    parts, pseudonym_parts = [], []
     with progress("tokenise messages", log, total=n, unit="msgs") as p:
-        for i in range(0, n, ENCODE_BATCH):
-            # The tokenizer is a Python API over Rust: one call per batch, ids read out per message;
-            # the texts become Python strings one batch at a time.
-            encs = tok.encode_batch_fast(prep["marked"].slice(i, ENCODE_BATCH).to_list(), add_special_tokens=False)
-            lens[i:i + len(encs)] = [len(e.ids) for e in encs]
-            parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
-                                     count=int(lens[i:i + len(encs)].sum())))
-            p.update(len(encs))
+        for a in range(0, n, PREP_ROWS):
+            # The texts with their mentions marked, a slice at a time (not a second copy of them all).
+            prep = msgs.slice(a, PREP_ROWS).select(
+                T.mark_mentions(pl.col(TL.text)).alias("marked"),
+                T.mention_pseudonyms(pl.col(TL.text)).alias("pseudonyms"),
+            )
+            body_bytes[a:a + prep.height] = prep["marked"].str.len_bytes().to_numpy()
+            n_txt_mentions[a:a + prep.height] = prep["pseudonyms"].list.len().to_numpy()
+            pseudonym_parts.append(prep["pseudonyms"].explode(keep_nulls=False, empty_as_null=False))
+            for i in range(a, a + prep.height, ENCODE_BATCH):
+                # The tokenizer is a Python API over Rust: one call per batch, ids read out per
+                # message; the texts become Python strings one batch at a time.
+                encs = tok.encode_batch_fast(prep["marked"].slice(i - a, ENCODE_BATCH).to_list(),
+                                             add_special_tokens=False)
+                lens[i:i + len(encs)] = [len(e.ids) for e in encs]
+                parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
+                                         count=int(lens[i:i + len(encs)].sum())))
+                p.update(len(encs))
+            del prep
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     offsets = exclusive_cumsum(lens)
 
@@ -103,19 +113,18 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     # message of each is found by its position (no per-token array).
     mention_pos = np.flatnonzero(ids == mention_id)
     n_tok_mentions = np.bincount(np.searchsorted(offsets, mention_pos, side="right") - 1, minlength=len(lens))
-    n_txt_mentions = prep["pseudonyms"].list.len().to_numpy()
     bad = np.nonzero(n_tok_mentions != n_txt_mentions)[0]
     if len(bad):
         raise ValueError(f"message {msgs[TL.message_id][int(bad[0])]!r}: {n_txt_mentions[bad[0]]} mentions in "
                          f"the text but {n_tok_mentions[bad[0]]} <mention> tokens; the tokenizer does not "
                          f"keep <mention> as one token")
-    pseudonyms = prep["pseudonyms"].explode(keep_nulls=False, empty_as_null=False)
+    pseudonyms = (pl.concat(pseudonym_parts) if pseudonym_parts
+                  else pl.Series("pseudonyms", [], dtype=pl.String))
     codes = pa.array(pl.concat([msgs[TL.author_id], pseudonyms, *extra_ids]).drop_nulls().unique().sort()
                      .to_arrow()).cast(pa.string())
     mention_codes = code_values(pseudonyms.to_arrow(), codes)
 
     body_len = np.minimum(lens, max_message_tokens)
-    body_bytes = prep["marked"].str.len_bytes().to_numpy().astype(np.int64)
     cut = np.nonzero(lens > max_message_tokens)[0]
     # Truncated bodies (rare): bytes of what the kept tokens decode to, one decode each.
     for i in cut:

@@ -574,6 +574,7 @@ def renumber_refs(table: pa.Table, rows: np.ndarray) -> pa.Table:
 ID_PREFIX_HEX = 15     # leading example_id hex digits read as one int64 to sort by (a tie: the whole ids)
 BUCKET_ROWS = 250_000  # shard rows per spill file of a split: what a split's write holds at once
 _POS = "_pos"          # an example's row in its split's shards
+ORDER_BATCH = 250_000  # examples read at a time to find their places (two columns)
 
 
 def example_batches(url: str, rows: int, columns=None):
@@ -597,7 +598,7 @@ def shard_order(url: str, seed: int) -> tuple[list[str], np.ndarray, np.ndarray,
     example, not the strings; a tie, or an id that is not such hex, sorts the whole ids instead."""
     names: dict[str, int] = {}
     keys, codes, exact = [], [], True
-    for df in example_batches(url, 1_000_000, [E.example_id, E.split]):
+    for df in example_batches(url, ORDER_BATCH, [E.example_id, E.split]):
         for v in df[E.split].unique().to_list():
             names.setdefault(v, len(names))
         codes.append(df[E.split].replace_strict(names, return_dtype=pl.Int16).to_numpy())
@@ -619,7 +620,7 @@ def shard_order(url: str, seed: int) -> tuple[list[str], np.ndarray, np.ndarray,
         k = key[rows][srt]
         if not exact or (len(k) > 1 and (k[1:] == k[:-1]).any()):
             if ids is None:
-                ids = pl.concat([df[E.example_id] for df in example_batches(url, 1_000_000, [E.example_id])])
+                ids = pl.concat([df[E.example_id] for df in example_batches(url, ORDER_BATCH, [E.example_id])])
             srt = ids.gather(rows).arg_sort().to_numpy()
         order = rows[srt][np.random.default_rng(seed).permutation(len(rows))]
         pos[order] = np.arange(len(rows))
