@@ -318,6 +318,26 @@ def test_buckets_batches_and_id_ties_give_the_same_shards(built, real, tmp_path,
     assert again["rows_in"] == summary["rows_in"] == examples.height
 
 
+def test_referenced_keys_are_the_exploded_references_a_batch_at_a_time(built, tmp_path):
+    """The keys the Polars path flags a batch of examples at a time are the unique (timeline_id,
+    seq) of every example's three streams; a seq past its timeline's end is left out."""
+    from pipelines import engines
+
+    out, timeline, examples, *_ = built
+    tl = engines.frame(timeline.lazy())
+    keys = SH.referenced_keys(tl, storage.join(out, E.name), rows=17)
+    exploded = (pl.concat([examples.select(E.timeline_id, pl.col(c).alias(TL.seq)).explode(TL.seq)
+                           for c in SH.REF_SEQS]).drop_nulls().unique().sort(E.timeline_id, TL.seq))
+    assert keys.rows() == exploded.rows() and keys.height > 100
+    msgs = SH.referenced_messages(tl, keys)
+    assert msgs.select(TL.timeline_id, TL.seq).rows() == exploded.rows()
+    # one example names a message its timeline does not have
+    bad = examples.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col(E.own_seqs).list.concat([10**9]))
+                                .otherwise(pl.col(E.own_seqs)).alias(E.own_seqs))
+    storage.write_table(str(tmp_path / "ex"), bad, schema=E)
+    assert SH.referenced_keys(tl, str(tmp_path / "ex"), rows=17).rows() == exploded.rows()
+
+
 def test_shard_order_is_the_sorted_then_permuted_order(built):
     """Each example's place in its split: its rank by example_id among the split's examples,
     permuted by the seed (what split_batches gives), read from two columns of the table."""

@@ -85,7 +85,12 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     lens = np.zeros(n, dtype=np.int64)
     body_bytes = np.zeros(n, dtype=np.int64)
     n_txt_mentions = np.zeros(n, dtype=np.int64)
-    parts, pseudonym_parts = [], []
+    pseudonym_parts = []
+    # The ids go straight into one buffer sized by the texts' bytes (a byte-level tokenizer makes
+    # at most a token a byte): pages past the ids are never touched, so never resident, and the
+    # ids are not held twice (as parts, then joined). A tokenizer that makes more grows it.
+    ids = np.empty(int(msgs[TL.text].str.len_bytes().sum() or 0) + 16 * n + 1024, dtype=np.int32)
+    used = 0
     with progress("tokenise messages", log, total=n, unit="msgs") as p:
         for a in range(0, n, PREP_ROWS):
             # The texts with their mentions marked, a slice at a time (not a second copy of them all).
@@ -102,11 +107,15 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
                 encs = tok.encode_batch_fast(prep["marked"].slice(i - a, ENCODE_BATCH).to_list(),
                                              add_special_tokens=False)
                 lens[i:i + len(encs)] = [len(e.ids) for e in encs]
-                parts.append(np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
-                                         count=int(lens[i:i + len(encs)].sum())))
+                count = int(lens[i:i + len(encs)].sum())
+                if used + count > len(ids):
+                    ids = np.concatenate([ids[:used], np.empty(max(len(ids), count), dtype=np.int32)])
+                ids[used:used + count] = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
+                                                     count=count)
+                used += count
                 p.update(len(encs))
             del prep
-    ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    ids = ids[:used]
     offsets = exclusive_cumsum(lens)
 
     # Mentions: the k-th <mention> id of a message is its k-th MENTION_OR_MARKER match. The

@@ -487,14 +487,46 @@ def verify_build_record(shards_url: str) -> CheckResult:
     return CheckResult(name, not bad, len(bad), desc, bad[:10])
 
 
-def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> pl.DataFrame:
-    """The timeline rows any example references, in (timeline_id, seq) order (on the driver)."""
-    keys = nw.concat([examples.select(nw.col(E.timeline_id).alias(TL.timeline_id), nw.col(c).alias(TL.seq))
-                      .explode(TL.seq) for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
+def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """The timeline rows any example references, in (timeline_id, seq) order (on the driver).
+
+    ``examples``: a frame of them, or (Polars) the keys they reference, :func:`referenced_keys`."""
+    if isinstance(examples, pl.DataFrame):
+        keys = nw.from_native(examples.lazy())
+    else:
+        keys = nw.concat([examples.select(nw.col(E.timeline_id).alias(TL.timeline_id), nw.col(c).alias(TL.seq))
+                          .explode(TL.seq) for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
     msgs = (timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at,
                             TL.time_kind)
             .join(keys, on=[TL.timeline_id, TL.seq], how="semi"))
     return engines.to_polars(msgs).sort(TL.timeline_id, TL.seq)
+
+
+def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.DataFrame:
+    """(timeline_id, seq) of every timeline message an example references, unique, found a batch of
+    ``rows`` examples at a time: a timeline's seqs are dense from 0 (docs/stages/timeline.md), so
+    each is a flag in one byte a message, not a row of every example's exploded references. A seq
+    no timeline has is left out (the stage then names the example that references it)."""
+    counts = engines.to_polars(timeline.group_by(TL.timeline_id).agg(nw.len().alias("_n"))).sort(TL.timeline_id)
+    n = counts["_n"].to_numpy().astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    lookup = counts.select(TL.timeline_id, pl.int_range(pl.len(), dtype=pl.Int64).alias("_code"))
+    seen = np.zeros(int(start[-1]), dtype=bool)
+    for df in example_batches(examples_url, rows, [E.timeline_id, *REF_SEQS]):
+        flat = (pl.concat([df.select(pl.col(E.timeline_id).alias(TL.timeline_id), pl.col(c).alias(TL.seq))
+                           .explode(TL.seq) for c in REF_SEQS]).drop_nulls()
+                .join(lookup, on=TL.timeline_id, how="left"))
+        code = flat["_code"].fill_null(-1).to_numpy()
+        seq = flat[TL.seq].to_numpy().astype(np.int64)
+        ok = (code >= 0) & (seq >= 0) & (seq < n[np.maximum(code, 0)])
+        seen[start[code[ok]] + seq[ok]] = True
+    at = np.flatnonzero(seen)
+    code = np.searchsorted(start, at, side="right") - 1
+    return pl.DataFrame({TL.timeline_id: counts[TL.timeline_id].gather(code), TL.seq: at - start[code]},
+                        schema={TL.timeline_id: pl.String, TL.seq: pl.Int64})
+
+
+REF_SEQS = (E.window_seqs, E.own_seqs, E.other_seqs)
 
 
 def split_batches(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, dropped: dict[str, int],
@@ -740,7 +772,12 @@ def run(ctx, engine=None) -> StageResult:
     ids = T.special_token_ids(tok)
     ex_frame = engine.scan(ctx.config.table_url(E.name), E)
     t0 = time.monotonic()
-    msgs = referenced_messages(engine.scan(ctx.config.table_url(TL.name), TL), ex_frame)
+    tl_frame = engine.scan(ctx.config.table_url(TL.name), TL)
+    # Polars: the referenced keys a batch of examples at a time (one byte a message); Spark
+    # explodes every example's references on its executors.
+    refs = ex_frame if engine.distributed else referenced_keys(tl_frame, ctx.config.table_url(E.name),
+                                                               cfg.examples_per_batch)
+    msgs = referenced_messages(tl_frame, refs)
     # The examples' users (for the pseudonym codes) without the examples: those are read after
     # tokenising, so the message texts and the examples are never held together.
     users = [engines.to_polars(ex_frame.select(c).unique()).get_column(c) for c in (E.self_id, E.other_id)]
