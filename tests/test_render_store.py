@@ -49,3 +49,20 @@ def test_store_rows_are_the_kept_bodies_of_the_chosen_messages(tokens, every):
         assert toks[i] == want_toks and codes[i] == want_codes, int(r)
         cut += mt.body_len[r] < mt.offsets[r + 1] - mt.offsets[r]
     assert cut > 0  # the subset holds cut bodies too
+
+
+def test_tokenising_in_slices_into_a_buffer_that_grows_gives_the_same_tokens(real_built, tokens, monkeypatch):
+    """Mentions marked a few messages at a time and ids written into a buffer reserved far too
+    small (so it grows many times): the same ids, offsets, mentions and byte counts."""
+    config, _ = real_built
+    mt, _ = tokens
+    examples = storage.read(config.table_url(E.name))
+    msgs = SH.referenced_messages(engines.frame(storage.scan(config.table_url(TL.name))), engines.frame(examples))
+    tok = T.load(config.table_url("tokenizer.json"))
+    monkeypatch.setattr(render, "PREP_ROWS", 5)
+    monkeypatch.setattr(render, "ENCODE_BATCH", 3)
+    monkeypatch.setattr(render, "id_capacity", lambda m: 1)
+    again = render.tokenise_messages(msgs, tok, 12, [examples[E.self_id], examples[E.other_id]])
+    for name in ("offsets", "ids", "mention_pos", "mention_codes", "body_len", "body_bytes", "author"):
+        assert np.array_equal(getattr(again, name), getattr(mt, name)), name
+    assert again.codes.equals(mt.codes) and again.truncated == mt.truncated

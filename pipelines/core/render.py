@@ -72,6 +72,11 @@ def code_values(values, codes: pa.Array) -> np.ndarray:
     return pl.Series(arr, dtype=pl.Int64).fill_null(-1).to_numpy()
 
 
+def id_capacity(msgs: pl.DataFrame) -> int:
+    """The token ids :func:`tokenise_messages` reserves first: a token a byte of text, and some."""
+    return int(msgs[TL.text].str.len_bytes().sum() or 0) + 16 * msgs.height + 1024
+
+
 def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: int,
                       extra_ids: list[pl.Series] = (), log=None) -> MessageTokens:
     """Tokenise each row of ``msgs`` (timeline columns) exactly once with ``encode_batch``.
@@ -89,7 +94,7 @@ def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: in
     # The ids go straight into one buffer sized by the texts' bytes (a byte-level tokenizer makes
     # at most a token a byte): pages past the ids are never touched, so never resident, and the
     # ids are not held twice (as parts, then joined). A tokenizer that makes more grows it.
-    ids = np.empty(int(msgs[TL.text].str.len_bytes().sum() or 0) + 16 * n + 1024, dtype=np.int32)
+    ids = np.empty(id_capacity(msgs), dtype=np.int32)
     used = 0
     with progress("tokenise messages", log, total=n, unit="msgs") as p:
         for a in range(0, n, PREP_ROWS):

@@ -52,7 +52,7 @@ from schemas import SHARD as S
 from schemas import SHARD_REF as R
 from schemas import SHARD_SCHEMA_VERSION
 from schemas import TOKEN_STORE as TS
-from schemas.assembly import Messages, Specials, flat_rows
+from schemas.assembly import Messages, Specials, exclusive_cumsum, flat_rows
 from schemas.shards import SHARD_REF_SCHEMA_VERSION, resolve, store_key
 from schemas.shards import BUILD_RECORD
 from schemas import TIMELINE as TL
@@ -105,8 +105,12 @@ def shard_metadata(tokenizer_sha256: str, ids: dict[str, int], vocab_size: int, 
 
 
 def _time_kind(table: pa.Table) -> str:
-    kinds = sorted(set(table.column(S.time_kind).unique().to_pylist()))
-    return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "wall")
+    return _kind_of(set(table.column(S.time_kind).unique().to_pylist()))
+
+
+def _kind_of(kinds: set[str]) -> str:
+    """A split's time kind from its rows' kinds: the one kind, ``mixed``, or ``wall`` when empty."""
+    return sorted(kinds)[0] if len(kinds) == 1 else ("mixed" if kinds else "wall")
 
 
 def _tokens_of(table: pa.Table) -> int:
@@ -487,6 +491,9 @@ def verify_build_record(shards_url: str) -> CheckResult:
     return CheckResult(name, not bad, len(bad), desc, bad[:10])
 
 
+REF_SEQS = (E.window_seqs, E.own_seqs, E.other_seqs)  # the pair_examples columns that reference messages
+
+
 def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """The timeline rows any example references, in (timeline_id, seq) order (on the driver).
 
@@ -495,7 +502,7 @@ def referenced_messages(timeline: nw.LazyFrame, examples: nw.LazyFrame | pl.Data
         keys = nw.from_native(examples.lazy())
     else:
         keys = nw.concat([examples.select(nw.col(E.timeline_id).alias(TL.timeline_id), nw.col(c).alias(TL.seq))
-                          .explode(TL.seq) for c in (E.window_seqs, E.own_seqs, E.other_seqs)]).drop_nulls().unique()
+                          .explode(TL.seq) for c in REF_SEQS]).drop_nulls().unique()
     msgs = (timeline.select(TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at,
                             TL.time_kind)
             .join(keys, on=[TL.timeline_id, TL.seq], how="semi"))
@@ -509,7 +516,7 @@ def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.
     no timeline has is left out (the stage then names the example that references it)."""
     counts = engines.to_polars(timeline.group_by(TL.timeline_id).agg(nw.len().alias("_n"))).sort(TL.timeline_id)
     n = counts["_n"].to_numpy().astype(np.int64)
-    start = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    start = exclusive_cumsum(n)
     lookup = counts.select(TL.timeline_id, pl.int_range(pl.len(), dtype=pl.Int64).alias("_code"))
     seen = np.zeros(int(start[-1]), dtype=bool)
     for df in example_batches(examples_url, rows, [E.timeline_id, *REF_SEQS]):
@@ -525,8 +532,6 @@ def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.
     return pl.DataFrame({TL.timeline_id: counts[TL.timeline_id].gather(code), TL.seq: at - start[code]},
                         schema={TL.timeline_id: pl.String, TL.seq: pl.Int64})
 
-
-REF_SEQS = (E.window_seqs, E.own_seqs, E.other_seqs)
 
 
 def split_batches(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, dropped: dict[str, int],
@@ -740,8 +745,7 @@ def spill_reference_rows(mt: render.MessageTokens, tok, url: str, cfg: ShardsCon
         buckets.close()
     if at != len(pos):
         raise RuntimeError(f"{url}: read {at} examples, {len(pos)} when ordered; the table changed during the stage")
-    time_kinds = [sorted(k)[0] if len(k) == 1 else ("mixed" if k else "wall") for k in kinds]
-    return splits, buckets, tokens, target, time_kinds, dropped, np.flatnonzero(seen)
+    return splits, buckets, tokens, target, [_kind_of(k) for k in kinds], dropped, np.flatnonzero(seen)
 
 
 def run(ctx, engine=None) -> StageResult:
