@@ -9,8 +9,12 @@ With the Spark engine this is the driver's memory only; executors report theirs 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 import sys
+import time
 from typing import Callable, TypeVar
 
 R = TypeVar("R")
@@ -41,8 +45,46 @@ def peak_rss_mb() -> float:
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, kB on Linux
 
 
+def _libc():
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        lib = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return lib if lib is not None and hasattr(lib, "malloc_trim") else None
+
+
+_LIBC = _libc()
+# Twice jemalloc's dirty-page decay (pipelines.JEMALLOC_CONF): its background thread has purged
+# what the last stage freed by then.
+RELEASE_WAIT_S = 0.2
+
+
+def release() -> None:
+    """Hand memory that is free but still mapped back to the OS, between stages.
+
+    Three allocators keep what a stage freed: Python's (``gc.collect`` frees unreachable cycles),
+    Arrow's memory pool (mimalloc in the pyarrow wheels: ``release_unused``) and glibc's heap,
+    which the tokenizers and Presidio's native code use (``malloc_trim``). Polars' jemalloc
+    returns its pages itself, from a background thread, within the decay time that
+    ``pipelines/__init__.py`` configures: :data:`RELEASE_WAIT_S` waits that out. Without
+    this a stage inside a build starts with several hundred MB of the previous stage's freed
+    pages resident (docs/scale.md, "Retained memory between stages")."""
+    gc.collect()
+    if "polars" in sys.modules:
+        time.sleep(RELEASE_WAIT_S)
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def with_peak(run: Callable[[], R]) -> R:
     """``run()``, a :class:`pipelines.core.results.StageResult`, with the peak resident memory
-    while it ran attached (``peak_rss_mb``): how the build loop and every Dagster step measure."""
+    while it ran attached (``peak_rss_mb``): how the build loop and every Dagster step measure.
+    What earlier work freed is given back first (:func:`release`), so the peak is the stage's own
+    working set on top of what stays allocated."""
+    release()
     reset_peak()
     return run().with_run(peak_rss_mb=peak_rss_mb())
