@@ -66,3 +66,26 @@ def test_tokenising_in_slices_into_a_buffer_that_grows_gives_the_same_tokens(rea
     for name in ("offsets", "ids", "mention_pos", "mention_codes", "body_len", "body_bytes", "author"):
         assert np.array_equal(getattr(again, name), getattr(mt, name)), name
     assert again.codes.equals(mt.codes) and again.truncated == mt.truncated
+
+
+def test_references_find_their_message_rows_by_seq_arithmetic_as_a_join_would(tokens):
+    """``MessageTokens.rows_of`` (what rendering uses instead of joining every batch's references
+    against every message's keys) gives the join's rows on the real samples, and -1 for a seq
+    that is no referenced message: past the timeline's last, negative, or a timeline not there."""
+    import polars as pl
+
+    mt, _ = tokens
+    keys = mt.keys.with_columns(pl.col(render.MSG_INDEX).cast(pl.Int64))
+    rng = np.random.default_rng(0)
+    pick = keys.sample(min(keys.height, 5000), seed=0, shuffle=True)
+    probe = pl.concat([
+        pick.select(TL.timeline_id, TL.seq),
+        pick.select(TL.timeline_id, (pl.col(TL.seq) + rng.integers(1, 40)).alias(TL.seq)),  # often past the last
+        pick.head(3).select(TL.timeline_id, pl.lit(-1, pl.Int64).alias(TL.seq)),
+        pl.DataFrame({TL.timeline_id: ["no such timeline"], TL.seq: [0]}),
+    ], how="vertical_relaxed")
+    want = (probe.join(keys, on=[TL.timeline_id, TL.seq], how="left", maintain_order="left")[render.MSG_INDEX]
+            .fill_null(-1).to_numpy())
+    got = mt.rows_of(probe[TL.timeline_id], probe[TL.seq].to_numpy())
+    assert (got == want).all()
+    assert (want[:pick.height] >= 0).all() and (got[-4:] == -1).all() and (got[pick.height:] == -1).any()

@@ -12,6 +12,7 @@ for that example (numpy index arithmetic, no per-token Python, no re-tokenisatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 
 import numpy as np
@@ -61,6 +62,38 @@ class MessageTokens:
     message_id: pa.Array     # string [n]
     codes: pa.Array          # the pseudonym dictionary the codes index
     truncated: int           # messages whose body was cut
+
+    @cached_property
+    def _seq_index(self) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+        # A timeline's seqs are dense from 0 (docs/stages/timeline.md): each timeline gets a code
+        # and a slice of one array indexed by seq, holding the message row (-1: not referenced).
+        tl = self.keys[TL.timeline_id].cast(pl.String)
+        lookup = (tl.unique().sort().to_frame(TL.timeline_id)
+                  .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_code")))
+        code = tl.to_frame().join(lookup, on=TL.timeline_id, how="left", maintain_order="left")["_code"].to_numpy()
+        seq = self.keys[TL.seq].to_numpy().astype(np.int64)
+        size = np.zeros(lookup.height, dtype=np.int64)
+        np.maximum.at(size, code, seq + 1)
+        start = exclusive_cumsum(size)
+        dense = np.full(int(start[-1]) if len(start) else 0, -1, dtype=np.int64)
+        dense[start[code] + seq] = self.keys[MSG_INDEX].to_numpy()
+        return lookup, size, start, dense
+
+    def rows_of(self, timeline_ids: pl.Series, seqs: np.ndarray) -> np.ndarray:
+        """The message row of each (timeline_id, seq), -1 where it is not a referenced message:
+        arithmetic on the dense seqs, so a batch of references costs no hash table over every
+        tokenised message's keys (what a join against ``keys`` built per batch)."""
+        lookup, size, start, dense = self._seq_index
+        out = np.full(len(seqs), -1, dtype=np.int64)
+        if not lookup.height or not len(seqs):
+            return out
+        code = (timeline_ids.cast(pl.String).to_frame(TL.timeline_id)
+                .join(lookup, on=TL.timeline_id, how="left", maintain_order="left")["_code"]
+                .fill_null(-1).to_numpy())
+        seq = np.asarray(seqs, dtype=np.int64)
+        ok = (code >= 0) & (seq >= 0) & (seq < size[np.maximum(code, 0)])
+        out[ok] = dense[start[code[ok]] + seq[ok]]
+        return out
 
     def messages(self) -> Messages:
         return Messages(self.offsets, self.ids, None, self.body_len, self.author, self.body_bytes,
@@ -176,16 +209,14 @@ def select(mt: MessageTokens, ids: dict[str, int], ex: pl.DataFrame, seqs: str, 
     flat = (ex.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_EX), E.timeline_id, seqs,
                       # ordinal timelines have no gaps: NaN per message, the flag says which
                       pl.coalesce(gaps, pl.col(seqs).list.eval(pl.element().cast(pl.Float64) * float("nan"))))
-            .explode([seqs, gaps], keep_nulls=False)
-            .join(mt.keys, left_on=[E.timeline_id, seqs], right_on=[TL.timeline_id, TL.seq],
-                  how="left", maintain_order="left"))
-    missing = flat.filter(pl.col(MSG_INDEX).is_null())
-    if missing.height:
-        r = missing.row(0, named=True)
+            .explode([seqs, gaps], keep_nulls=False))
+    m = mt.rows_of(flat[E.timeline_id], flat[seqs].to_numpy())
+    missing = np.flatnonzero(m < 0)
+    if len(missing):
+        r = flat.row(int(missing[0]), named=True)
         raise ValueError(f"pair_examples row {ex[E.example_id][r[_EX]]!r}: {seqs} names seq {r[seqs]} on "
                          f"timeline {r[E.timeline_id]!r}, which is not in the timeline table")
     e = flat[_EX].to_numpy()
-    m = flat[MSG_INDEX].to_numpy().astype(np.int64)
     gap = flat[gaps].fill_null(float("nan")).to_numpy()
 
     # Token budget: keep the latest messages whose rendered lengths fit (a suffix per example).
