@@ -13,7 +13,7 @@ from pipelines.stages.dedup import dedup_records
 from pipelines.stages.ingest import ingest
 from pipelines import engines
 from pipelines.core.minhash import EMPTY, shingle_frame, shingles_reference, signatures
-from pipelines.stages.neardup import ROW, SIG, NearDupConfig, band_edges, components, document_text, near_dedup
+from pipelines.stages.neardup import ROW, NearDupConfig, sig_columns, band_edges, components, document_text, near_dedup
 from schemas import DEDUP
 from schemas import MESSAGES as M
 
@@ -73,9 +73,10 @@ def _band_case(planted):
             buckets.setdefault(sig[r, band * cfg.rows:(band + 1) * cfg.rows].tobytes(), []).append(r)
         for members in buckets.values():
             want |= {(u, min(members)) for u in members if u != min(members)}
+    eligible_mask = pl.Series(n_words >= cfg.min_tokens)
     frame = pl.DataFrame({ROW: np.arange(len(df), dtype=np.int64),
-                          SIG: pl.Series(sig.view(np.int32)).cast(pl.List(pl.Int32))})
-    frame = frame.with_columns(pl.when(pl.Series(n_words >= cfg.min_tokens)).then(pl.col(SIG)).alias(SIG))
+                          **{c: sig.view(np.int32)[:, i] for i, c in enumerate(sig_columns(cfg.num_perm))}})
+    frame = frame.with_columns(pl.when(eligible_mask).then(pl.col(c)).alias(c) for c in sig_columns(cfg.num_perm))
     return frame, want
 
 
@@ -91,7 +92,8 @@ def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
 def test_band_edges_in_one_spark_job_are_the_same_edges(planted, spark):
     """Spark groups every band in one job (a distributed engine); the edges do not change."""
     frame, want = _band_case(planted)
-    sf = spark.createDataFrame(list(frame.iter_rows()), f"{ROW} bigint, {SIG} array<int>")
+    sf = spark.createDataFrame(list(frame.iter_rows()), ", ".join([f"{ROW} bigint",
+                                                                  *(f"{c} int" for c in frame.columns[1:])]))
     got = engines.to_polars(band_edges(engines.frame(sf), NearDupConfig(), engines.of(sf)))
     assert got.height == len(want) > 100
     assert set(got.select("u", "v").iter_rows()) == want

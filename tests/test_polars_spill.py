@@ -165,6 +165,27 @@ def test_stash_and_frames_give_the_batches_back_in_bounded_pieces(spill):
         assert len(os.listdir(pe._spill_dir)) == 1
 
 
+def test_a_columnar_spill_is_parquet_with_the_same_rows_and_is_read_in_place():
+    """``columnar``: the spill is a Parquet file (read by row groups and projected columns: near-dup's
+    signature table), with the same rows and dtypes as IPC; materialising it again copies nothing."""
+    ipc = PolarsEngine(spill=True)  # kept: a spilling engine's frames must not outlive it
+    want = engines.to_polars(ipc.map_batches(engines.frame(FRAME), _doubled([]), SCHEMA, batch_rows=128))
+    pe = PolarsEngine(spill=True)
+    lazy = pe.map_batches(engines.frame(FRAME), _doubled([]), SCHEMA, batch_rows=128, columnar=True)
+    got = engines.to_polars(lazy)
+    assert got.equals(want) and got.schema == want.schema
+    files = os.listdir(pe._spill_dir)
+    assert len(files) == 1 and files[0].endswith(".parquet")
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(os.path.join(pe._spill_dir, files[0])).metadata
+    assert meta.num_row_groups == -(-1000 // 128) and meta.num_rows == 2000  # a row group per batch fn yields
+    assert pe.materialize(lazy, to_disk=True) is lazy and len(os.listdir(pe._spill_dir)) == 1
+    # the in-memory engine keeps it in memory, the same rows
+    mem = PolarsEngine().map_batches(engines.frame(FRAME), _doubled([]), SCHEMA, batch_rows=128, columnar=True)
+    assert engines.to_polars(mem).equals(want)
+
+
 @pytest.mark.parametrize("cuts", [[[1000]], [[7, 300, 693], [1000]], [[0, 1000], [500, 500], [1, 1, 998]]])
 def test_merge_sorted_batches_sorts_the_streams_keeping_each_ones_order(cuts):
     rng = __import__("numpy").random.default_rng(len(cuts))

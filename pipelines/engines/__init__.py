@@ -97,7 +97,8 @@ class Engine(Protocol):
         (Polars: collected; Spark: an eager local checkpoint, freed once no longer referenced).
         ``to_disk``: a result too large to keep that is read a few times (Polars in a stage's run:
         an IPC spill file, read at each use, so a plan that reads it twice holds two copies while it
-        runs: not for a table joined twice in one plan, e.g. near-dup's signatures)."""
+        runs: not for a table joined twice in one plan; a frame already on disk, e.g. the output of
+        ``map_batches``, is returned as it is)."""
 
     def epoch_us(self, frame: nw.LazyFrame, out: str, column: str) -> nw.LazyFrame:
         """Add Int64 ``out``: the datetime ``column`` as microseconds since 1970-01-01 UTC (null stays null)."""
@@ -113,13 +114,16 @@ class Engine(Protocol):
         ascending by ``order_by`` (a column of ``items``, unique within a key), nulls kept; an empty
         list where no item has the row's key."""
 
-    def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None) -> nw.LazyFrame:
+    def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None,
+                    columnar: bool = False) -> nw.LazyFrame:
         """``fn`` (an iterator of Arrow record batches of ``frame`` -> an iterator of record
         batches, each cast to the Arrow ``schema``) over ``frame``: per-record Python (Presidio,
         HMAC, readers) written once. Polars: in this process, one call over slices of
         ``batch_rows`` rows, output in input order; Spark: ``mapInArrow``, one call per
         partition in the Python workers, ``fn`` shipped with its arguments (so module-level
-        state it reaches, e.g. a cache of heavy objects, is per worker), order unspecified."""
+        state it reaches, e.g. a cache of heavy objects, is per worker), order unspecified.
+        ``columnar``: a wide result later read a few columns or a few rows at a time (Polars in a
+        stage's run spills it to Parquet instead of IPC; see ``PolarsEngine.stash``)."""
 
     def every_nth(self, frame: nw.LazyFrame, order_by: Sequence[str], step: int) -> nw.LazyFrame:
         """Rows 0, ``step``, 2·``step``, … of ``frame`` sorted ascending by ``order_by`` (a total

@@ -4,6 +4,9 @@
    ("lol", "thanks", "+1") are never candidates: repeated short replies are normal speech.
 2. MinHash signatures over k-word shingles (pipelines/core/minhash.py, equal to datasketch's),
    computed for the candidates only (a short message's signature is null).
+   A signature is ``num_perm`` int32 columns (``_s0``, ``_s1``, ...), not a list: a band reads its
+   ``rows`` columns and nothing else. Spilled (a stage's run on Polars) they are a Parquet file
+   on disk, never a table in memory (512 bytes a candidate: 1 GB at 2M messages).
 3. LSH banding, one band at a time, as a group-by on the band's ``rows`` signature values:
    every message in a bucket is linked to the bucket's smallest row (a star, so a bucket of n
    messages gives n-1 edges, not n^2). Only one band's (row, values) table exists at a time
@@ -11,7 +14,10 @@
    band starts: the index beyond the signatures stays about one band's size, whatever the
    number of bands.
 4. Verification: an edge is kept when the signatures agree on at least ``threshold`` of
-   their values (the Jaccard estimate).
+   their values (the Jaccard estimate). The edges take u's signature in one join (materialised:
+   they are few) and v's in a second, streamed into the comparison: Polars' streaming engine
+   reads the signature file a row group at a time for one such join, where a plan with both
+   joins reads it whole.
 5. Clusters: connected components by iterated min-label propagation over the edges (joins).
 6. Within a cluster the canonical copy is the earliest by (created_at, time_ordinal,
    message_id); the others get ``is_target = False`` and ``dup_of`` = the canonical
@@ -22,8 +28,8 @@ One definition for both engines (narwhals over the engine's frames; pipelines/en
 messages are numbered by ``message_id`` (``_row``), so anchors, labels and every result are
 independent of the input order and the same on Polars and Spark. Signatures are computed per
 Arrow batch (``map_batches``: numpy, pipelines/core/minhash.py, two batches in flight on two
-threads), as are the signature comparisons of the candidate edges; everything else is list
-element access, joins and group-bys. The uint32 signature values travel as the same bits in
+threads), as are the signature comparisons of the candidate edges; everything else is column
+selection, joins and group-bys. The uint32 signature values travel as the same bits in
 int32 (Spark has no unsigned types; equality, the only thing used, is unchanged). No
 per-document Python objects and no in-memory LSH index.
 """
@@ -45,12 +51,10 @@ from pipelines.core.results import StageResult
 from schemas import ANON, DEDUP
 from schemas import MESSAGES as M
 
-ROW, NTOK, SIG = "_row", "_n_tokens", "_sig"
+ROW, NTOK = "_row", "_n_tokens"
 SIGNATURE_BATCH = 16_384  # messages shingled at a time (~25 shingle rows each): bounds the shingle table
 SIGNATURE_THREADS = 2  # batches in flight (threads): Python's SHA-1 loop of one beside numpy/Polars of the other
 _MAX_ROUNDS = 100  # label propagation with pointer jumping needs O(log diameter) rounds
-SIGNATURES = pa.schema([pa.field(M.message_id, pa.string()), pa.field(NTOK, pa.int32()),
-                        pa.field(SIG, pa.list_(pa.int32()))])
 VERDICTS = pa.schema([pa.field("u", pa.int64()), pa.field("v", pa.int64()), pa.field("same", pa.bool_())])
 
 
@@ -60,24 +64,30 @@ def document_text(df: pl.DataFrame) -> pl.Series:
                                    separator="\n").alias("doc"))["doc"]
 
 
-def _lists(values: np.ndarray, width: int, valid: np.ndarray) -> pa.Array:
-    """``width`` values per valid row (``values`` holds the valid rows' only), null elsewhere."""
-    offsets = np.r_[0, np.cumsum(valid.astype(np.int64) * width)].astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(~valid))
+def sig_columns(num_perm: int) -> list[str]:
+    """The signature's columns: value i of every message's signature is column ``_s{i}``."""
+    return [f"_s{i}" for i in range(num_perm)]
+
+
+def signature_schema(num_perm: int) -> pa.Schema:
+    return pa.schema([pa.field(ROW, pa.int64()), pa.field(NTOK, pa.int32()),
+                      *(pa.field(c, pa.int32()) for c in sig_columns(num_perm))])
 
 
 def _signature_batches(cfg: NearDupConfig):
-    """map_batches: (message_id, title, text) -> (message_id, word count, signature as int32 bits;
-    null under ``min_tokens`` words: never a candidate, so never computed)."""
+    """map_batches: (row, title, text) -> (row, word count, the signature's ``num_perm`` values as
+    int32 bits; null under ``min_tokens`` words: never a candidate, so never computed)."""
+    schema = signature_schema(cfg.num_perm)
 
     def one(b: pa.RecordBatch) -> pa.RecordBatch:
         df = pl.from_arrow(pa.Table.from_batches([b]))
         sig, n_words = signatures(document_text(df), cfg.num_perm, cfg.seed, cfg.shingle_size,
                                   min_words=cfg.min_tokens)
-        valid = n_words >= cfg.min_tokens
+        short = n_words < cfg.min_tokens
+        values = np.ascontiguousarray(sig.view(np.int32).T)  # one row per signature position
         return pa.RecordBatch.from_arrays(
-            [b.column(b.schema.get_field_index(M.message_id)).cast(pa.string()), pa.array(n_words.astype(np.int32)),
-             _lists(sig[valid].reshape(-1).view(np.int32), cfg.num_perm, valid)], schema=SIGNATURES)
+            [b.column(b.schema.get_field_index(ROW)), pa.array(n_words.astype(np.int32)),
+             *(pa.array(v, mask=short) for v in values)], schema=schema)
 
     def run(batches):
         yield from _in_order(one, (b for b in batches if b.num_rows))
@@ -100,16 +110,17 @@ def _in_order(fn, items, workers: int = SIGNATURE_THREADS):
 
 
 def _verdicts(num_perm: int, threshold: float):
-    """map_batches: (u, v, signature of u, signature of v) -> (u, v, whether their signatures agree
-    on at least ``threshold`` of their values: the Jaccard estimate, numpy's mean)."""
+    """map_batches: (u, v, the ``num_perm`` signature values of u, then those of v) -> (u, v, whether
+    their signatures agree on at least ``threshold`` of their values: the Jaccard estimate)."""
 
     def run(batches):
         for b in batches:
             if b.num_rows == 0:
                 continue
-            su = b.column(2).flatten().to_numpy().reshape(-1, num_perm)
-            sv = b.column(3).flatten().to_numpy().reshape(-1, num_perm)
-            yield pa.RecordBatch.from_arrays([b.column(0), b.column(1), pa.array((su == sv).mean(axis=1) >= threshold)],
+            agree = np.zeros(b.num_rows, dtype=np.int64)
+            for i in range(num_perm):
+                agree += b.column(2 + i).to_numpy() == b.column(2 + num_perm + i).to_numpy()
+            yield pa.RecordBatch.from_arrays([b.column(0), b.column(1), pa.array(agree / num_perm >= threshold)],
                                              schema=VERDICTS)
 
     return run
@@ -134,9 +145,10 @@ def band_edges(sigs: nw.LazyFrame, cfg: NearDupConfig, engine) -> nw.LazyFrame:
     by = [f"_b{j}" for j in range(cfg.rows)]
     step = cfg.bands if engine.distributed else 1
     group = ["_band", *by] if step > 1 else by
+    cols = sig_columns(cfg.num_perm)
 
     def keys(band: int) -> nw.LazyFrame:
-        values = [nw.col(SIG).list.get(band * cfg.rows + j).alias(c) for j, c in enumerate(by)]
+        values = [nw.col(cols[band * cfg.rows + j]).alias(c) for j, c in enumerate(by)]
         return (sigs.select(ROW, *([nw.lit(band).alias("_band")] if step > 1 else []), *values)
                 .filter(~nw.col(by[0]).is_null()))
 
@@ -193,15 +205,21 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
     # signatures, and the output is the input joined with the marks (no copy of the rows in between).
     ids = engine.materialize(engine.number_rows(messages.select(M.message_id), ROW, partition_by=[],
                                                 order_by=[M.message_id]))
-    sigs = engine.materialize(
-        engine.map_batches(messages.select(M.message_id, M.title, M.text), _signature_batches(cfg), SIGNATURES,
-                           batch_rows=SIGNATURE_BATCH)
-        .join(ids, on=M.message_id).select(ROW, NTOK, SIG))
+    sigs = engine.materialize(engine.map_batches(
+        messages.select(M.message_id, M.title, M.text).join(ids, on=M.message_id).select(ROW, M.title, M.text),
+        _signature_batches(cfg), signature_schema(cfg.num_perm), batch_rows=SIGNATURE_BATCH, columnar=True),
+        to_disk=True)
     edges = band_edges(sigs, cfg, engine)
-    pairs = (edges.join(sigs.select(nw.col(ROW).alias("u"), nw.col(SIG).alias("_su")), on="u")
-             .join(sigs.select(nw.col(ROW).alias("v"), nw.col(SIG).alias("_sv")), on="v")
-             .select("u", "v", "_su", "_sv"))
-    verified = engine.materialize(engine.map_batches(pairs, _verdicts(cfg.num_perm, cfg.threshold), VERDICTS)
+
+    def side(end: str) -> nw.LazyFrame:
+        return sigs.select(nw.col(ROW).alias(end), *(nw.col(c).alias(f"_{end}{i}")
+                                                     for i, c in enumerate(sig_columns(cfg.num_perm))))
+
+    half = engine.materialize(edges.join(side("u"), on="u"))  # one join per plan: see the docstring, step 4
+    pairs = half.join(side("v"), on="v").select(
+        "u", "v", *(f"_{end}{i}" for end in "uv" for i in range(cfg.num_perm)))
+    verified = engine.materialize(engine.map_batches(pairs, _verdicts(cfg.num_perm, cfg.threshold), VERDICTS,
+                                                     batch_rows=SIGNATURE_BATCH)
                                   .filter(nw.col("same")).select("u", "v"))
     n_verified = _count(verified)
     if n_verified:
