@@ -338,6 +338,42 @@ def test_referenced_keys_are_the_exploded_references_a_batch_at_a_time(built, tm
     assert SH.referenced_keys(tl, str(tmp_path / "ex"), rows=17).rows() == exploded.rows()
 
 
+def test_referenced_rows_stream_gives_the_tokens_of_the_whole_frame(built, tmp_path):
+    """The Polars path reads the referenced messages from the timeline a few rows at a time and
+    tokenises them as they come: the same MessageTokens, field by field, as tokenising the
+    referenced rows collected and sorted whole; a timeline stored in another order is refused,
+    naming the table."""
+    import dataclasses
+
+    from pipelines import engines
+    from pipelines.core import render
+
+    out, timeline, examples, _, tok, _ = built
+    tl = engines.frame(timeline.lazy())
+    users = [examples[E.self_id], examples[E.other_id]]
+    whole = render.tokenise_messages(SH.referenced_messages(tl, engines.frame(examples)), tok, 12, users)
+    flags = SH.referenced_flags(tl, storage.join(out, E.name), rows=17)
+    parts = list(SH.referenced_rows(storage.join(out, TL.name), flags, rows=53))
+    assert len(parts) > 3 and sum(p.height for p in parts) == int(flags[3].sum()) == len(whole.body_len)
+    assert TL.text in parts[0].columns
+    streamed = render.tokenise_messages(iter(parts), tok, 12, users, total=len(whole.body_len), capacity=10)
+    for f in dataclasses.fields(render.MessageTokens):
+        a, b = getattr(whole, f.name), getattr(streamed, f.name)
+        if isinstance(a, pl.DataFrame):
+            assert a.equals(b), f.name
+        elif isinstance(a, (pa.Array, pa.ChunkedArray)):
+            assert a.equals(b), f.name
+        elif isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), f.name
+        else:
+            assert a == b, f.name
+    assert whole.truncated > 0  # the budget of 12 tokens cuts some bodies: their bytes are decoded again
+    # a timeline that is not in (timeline_id, seq) order
+    storage.write_table(str(tmp_path / "tl"), timeline.sort(TL.message_id), schema=TL)
+    with pytest.raises(RuntimeError, match=r"tl: not stored in \(timeline_id, seq\) order"):
+        list(SH.referenced_rows(str(tmp_path / "tl"), flags, rows=301))
+
+
 def test_shard_order_is_the_sorted_then_permuted_order(built):
     """Each example's place in its split: its rank by example_id among the split's examples,
     permuted by the seed (what split_batches gives), read from two columns of the table."""

@@ -159,6 +159,31 @@ def test_trains_on_exactly_the_messages_of_train_examples(trained):
     assert summary["source"] == "trained" and summary["vocab_size"] == 1000
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_the_sample_is_every_nth_train_message_in_message_id_order(trained, spill):
+    """Past ``max_training_messages`` the sample is rows 0, step, 2 step, ... of the train-split
+    messages sorted by message_id (chosen on the ids, then their texts joined: the same rows)."""
+    from pipelines.core.settings import TokenizerConfig
+    from pipelines.engines.polars import PolarsEngine
+
+    out, timeline, examples, _ = trained
+    cfg = TokenizerConfig(vocab_size=1000, max_training_messages=97)
+    engine = PolarsEngine(spill=spill)
+    n, texts = T.training_sample(engines.frame(timeline), engines.frame(examples), cfg, engine)
+    every = engines.to_polars(T.train_split_texts(engines.frame(timeline), engines.frame(examples)))
+    step = -(-every.height // cfg.max_training_messages)
+    want = every.sort(TL.message_id).gather_every(step).select(T.training_text(pl.col(TL.text)))[TL.text]
+    assert n == every.height and step > 2 and 0 < texts.len() <= cfg.max_training_messages
+    assert texts.to_list() == want.to_list()
+    # the stage on one machine reads the stored tables a few rows at a time: the same sample
+    stored = T.stored_training_sample(storage.join(out, TL.name), storage.join(out, E.name), cfg, rows=53)
+    assert stored[0] == n and stored[1].to_list() == want.to_list()
+    whole = TokenizerConfig(vocab_size=1000)
+    n_all, all_texts = T.stored_training_sample(storage.join(out, TL.name), storage.join(out, E.name), whole, rows=53)
+    assert n_all == n and all_texts.to_list() == every.sort(TL.message_id).select(
+        T.training_text(pl.col(TL.text)))[TL.text].to_list()
+
+
 def test_special_tokens_have_fixed_ids_and_placeholders_are_single_tokens(trained):
     out, *_ = trained
     tok = T.load(storage.join(out, "tokenizer.json"))

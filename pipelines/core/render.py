@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from typing import Iterable
 
 import numpy as np
 import polars as pl
@@ -105,54 +106,73 @@ def code_values(values, codes: pa.Array) -> np.ndarray:
     return pl.Series(arr, dtype=pl.Int64).fill_null(-1).to_numpy()
 
 
+# What tokenise_messages reads of a timeline row.
+TOKENISED_COLUMNS = (TL.timeline_id, TL.seq, TL.message_id, TL.author_id, TL.text, TL.created_at, TL.time_kind)
+
+
 def id_capacity(msgs: pl.DataFrame) -> int:
     """The token ids :func:`tokenise_messages` reserves first: a token a byte of text, and some."""
-    return int(msgs[TL.text].str.len_bytes().sum() or 0) + 16 * msgs.height + 1024
+    return capacity_for(int(msgs[TL.text].str.len_bytes().sum() or 0), msgs.height)
 
 
-def tokenise_messages(msgs: pl.DataFrame, tok: Tokenizer, max_message_tokens: int,
-                      extra_ids: list[pl.Series] = (), log=None) -> MessageTokens:
+def capacity_for(text_bytes: int, rows: int) -> int:
+    """Token ids to reserve for ``rows`` texts of ``text_bytes`` bytes in all."""
+    return text_bytes + 16 * rows + 1024
+
+
+def tokenise_messages(msgs: pl.DataFrame | Iterable[pl.DataFrame], tok: Tokenizer, max_message_tokens: int,
+                      extra_ids: list[pl.Series] = (), log=None, *, total: int | None = None,
+                      capacity: int | None = None) -> MessageTokens:
     """Tokenise each row of ``msgs`` (timeline columns) exactly once with ``encode_batch``.
 
-    In: ``msgs`` with timeline_id, seq, message_id, author_id, text, created_at, time_kind.
+    In: ``msgs`` with timeline_id, seq, message_id, author_id, text, created_at, time_kind: a
+    DataFrame, or its rows as a stream of DataFrames in order (each one's texts are let go once
+    tokenised, so the texts of all the messages are never held; ``total``: the rows, for the
+    progress bar; ``capacity``: at least the texts' bytes, the ids' first buffer).
     Out: :class:`MessageTokens`. Raises if a message's ``<mention>`` ids and its mentions
     disagree in number (they are matched by order).
     """
+    if isinstance(msgs, pl.DataFrame):
+        total, capacity, msgs = msgs.height, id_capacity(msgs), [msgs]
     mention_id = tok.token_to_id(T.MENTION)
-    n = msgs.height
-    lens = np.zeros(n, dtype=np.int64)
-    body_bytes = np.zeros(n, dtype=np.int64)
-    n_txt_mentions = np.zeros(n, dtype=np.int64)
-    pseudonym_parts = []
+    lens, body_bytes, n_txt_mentions, pseudonym_parts, kept = [], [], [], [], []
     # The ids go straight into one buffer sized by the texts' bytes (a byte-level tokenizer makes
     # at most a token a byte): pages past the ids are never touched, so never resident, and the
     # ids are not held twice (as parts, then joined). A tokenizer that makes more grows it.
-    ids = np.empty(id_capacity(msgs), dtype=np.int32)
+    ids = np.empty(capacity if capacity is not None else 1024, dtype=np.int32)
     used = 0
-    with progress("tokenise messages", log, total=n, unit="msgs") as p:
-        for a in range(0, n, PREP_ROWS):
-            # The texts with their mentions marked, a slice at a time (not a second copy of them all).
-            prep = msgs.slice(a, PREP_ROWS).select(
-                T.mark_mentions(pl.col(TL.text)).alias("marked"),
-                T.mention_pseudonyms(pl.col(TL.text)).alias("pseudonyms"),
-            )
-            body_bytes[a:a + prep.height] = prep["marked"].str.len_bytes().to_numpy()
-            n_txt_mentions[a:a + prep.height] = prep["pseudonyms"].list.len().to_numpy()
-            pseudonym_parts.append(prep["pseudonyms"].explode(keep_nulls=False, empty_as_null=False))
-            for i in range(a, a + prep.height, ENCODE_BATCH):
-                # The tokenizer is a Python API over Rust: one call per batch, ids read out per
-                # message; the texts become Python strings one batch at a time.
-                encs = tok.encode_batch_fast(prep["marked"].slice(i - a, ENCODE_BATCH).to_list(),
-                                             add_special_tokens=False)
-                lens[i:i + len(encs)] = [len(e.ids) for e in encs]
-                count = int(lens[i:i + len(encs)].sum())
-                if used + count > len(ids):
-                    ids = np.concatenate([ids[:used], np.empty(max(len(ids), count), dtype=np.int32)])
-                ids[used:used + count] = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
-                                                     count=count)
-                used += count
-                p.update(len(encs))
-            del prep
+    with progress("tokenise messages", log, total=total, unit="msgs") as p:
+        for part in msgs:
+            for a in range(0, max(part.height, 1), PREP_ROWS):  # an empty frame once: its columns are kept
+                # The texts with their mentions marked, a slice at a time (not a second copy of them all).
+                rows = part.slice(a, PREP_ROWS)
+                kept.append(rows.select(c for c in rows.columns if c != TL.text))
+                prep = rows.select(
+                    T.mark_mentions(pl.col(TL.text)).alias("marked"),
+                    T.mention_pseudonyms(pl.col(TL.text)).alias("pseudonyms"),
+                )
+                body_bytes.append(prep["marked"].str.len_bytes().to_numpy().astype(np.int64))
+                n_txt_mentions.append(prep["pseudonyms"].list.len().to_numpy().astype(np.int64))
+                pseudonym_parts.append(prep["pseudonyms"].explode(keep_nulls=False, empty_as_null=False))
+                for i in range(0, prep.height, ENCODE_BATCH):
+                    # The tokenizer is a Python API over Rust: one call per batch, ids read out per
+                    # message; the texts become Python strings one batch at a time.
+                    encs = tok.encode_batch_fast(prep["marked"].slice(i, ENCODE_BATCH).to_list(),
+                                                 add_special_tokens=False)
+                    n_ids = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+                    lens.append(n_ids)
+                    count = int(n_ids.sum())
+                    if used + count > len(ids):
+                        ids = np.concatenate([ids[:used], np.empty(max(len(ids), count), dtype=np.int32)])
+                    ids[used:used + count] = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
+                                                         count=count)
+                    used += count
+                    p.update(len(encs))
+                del prep, rows
+    msgs = pl.concat(kept) if kept else pl.from_arrow(TL.arrow.empty_table()).select(
+        c for c in TL.names if c in TOKENISED_COLUMNS and c != TL.text)
+    lens, body_bytes, n_txt_mentions = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64)
+                                        for x in (lens, body_bytes, n_txt_mentions))
     ids = ids[:used]
     offsets = exclusive_cumsum(lens)
 

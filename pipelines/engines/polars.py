@@ -16,6 +16,10 @@ import polars as pl
 
 from pipelines.core import storage
 
+# Rows of each run's record batches in a merge (:meth:`PolarsEngine.write_runs`): one batch per
+# run is held while merging, so this bounds the merge as the number of runs grows.
+MERGE_ROWS = 8_192
+
 
 class PolarsEngine:
     """``spill``: hold results on disk instead of in memory (what a stage run gets from
@@ -203,9 +207,10 @@ class PolarsEngine:
 
         return self.stash((b.cast(out_schema) for b in fn(streamed())), out_schema, columnar)
 
-    def stash(self, batches, schema, columnar: bool = False) -> nw.LazyFrame:
+    def stash(self, batches, schema, columnar: bool = False, chunk_rows: int = storage.ROW_GROUP_ROWS) -> nw.LazyFrame:
         """A frame over the Arrow record batches or tables ``batches`` (each of ``schema``), taken as
-        they come: spilling, written to an LZ4 IPC file (kept until the engine goes), else in memory.
+        they come: spilling, written to an LZ4 IPC file (kept until the engine goes; a table in
+        record batches of at most ``chunk_rows`` rows, what :meth:`frames` reads at a time), else in memory.
         ``columnar``: a Parquet file instead, a row group per batch, no dictionaries or statistics.
         Polars reads an IPC file whole to join it, even to keep a few of its rows (the pages of every
         column it selects: near-dup's 128 signature columns at 2M messages, 1.4 GB for 30,000 rows);
@@ -231,9 +236,9 @@ class PolarsEngine:
         path = self._spill_path("batches")
         options = pa.ipc.IpcWriteOptions(compression="lz4")
         with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema, options=options) as writer:
-            for part in batches:  # record batches of at most a row group, so reading one back is small
+            for part in batches:  # record batches of at most chunk_rows, so reading one back is small
                 if isinstance(part, pa.Table):
-                    writer.write_table(part, max_chunksize=storage.ROW_GROUP_ROWS)
+                    writer.write_table(part, max_chunksize=chunk_rows)
                 else:
                     writer.write_batch(part)
         return self._disk_frame(pl.scan_ipc(path), path)
@@ -257,7 +262,9 @@ class PolarsEngine:
         Polars and Python both order by code point). Each run goes to a spill
         file as it comes (with its key), then the files are merged on the key
         (:func:`merge_sorted_batches`) and written a row group at a time; so what is held is one run
-        as it is made, and one record batch per file while merging, never the table. Rows with one key
+        as it is made, and one record batch (:data:`MERGE_ROWS` rows) per file while merging, never
+        the table. The runs grow in number with the table (a bucket of rows each): at 4M messages,
+        16 files' batches of a row group (65,536 rows) were near-dup's write's 2 GB. Rows with one key
         must come from one run: the table is then the one a single sorted write of all rows gives."""
         import pyarrow as pa
 
@@ -270,7 +277,7 @@ class PolarsEngine:
                 k = pl.from_arrow(t.select(cols)).select(key).to_series().to_arrow().cast(schema.field("_key").type)
                 yield pa.Table.from_arrays([*table.conform(t).columns, k], schema=schema)
 
-        files = [self.stash(keyed(run), schema) for run in runs]
+        files = [self.stash(keyed(run), schema, chunk_rows=MERGE_ROWS) for run in runs]
         streams = [self.frames(f, storage.ROW_GROUP_ROWS) for f in files]
         merged = (df.drop("_key").to_arrow() for df in merge_sorted_batches(streams, "_key"))
         storage.write_table(url, merged, schema=table)

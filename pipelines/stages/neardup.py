@@ -75,9 +75,11 @@ def signature_schema(num_perm: int) -> pa.Schema:
                       *(pa.field(c, pa.int32()) for c in sig_columns(num_perm))])
 
 
-def _signature_batches(cfg: NearDupConfig):
+def _signature_batches(cfg: NearDupConfig, sorted_ids: pl.Series | None = None):
     """map_batches: (row, title, text) -> (row, word count, the signature's ``num_perm`` values as
-    int32 bits; null under ``min_tokens`` words: never a candidate, so never computed)."""
+    int32 bits; null under ``min_tokens`` words: never a candidate, so never computed).
+    ``sorted_ids``: the input is (message_id, title, text) instead, and a message's row is its
+    rank among these ids (every message id, sorted), found by binary search."""
     schema = signature_schema(cfg.num_perm)
 
     def one(b: pa.RecordBatch) -> pa.RecordBatch:
@@ -86,8 +88,10 @@ def _signature_batches(cfg: NearDupConfig):
                                   min_words=cfg.min_tokens)
         short = n_words < cfg.min_tokens
         values = np.ascontiguousarray(sig.view(np.int32).T)  # one row per signature position
+        rows = (b.column(b.schema.get_field_index(ROW)) if sorted_ids is None else
+                sorted_ids.search_sorted(df[M.message_id].cast(pl.String)).cast(pl.Int64).to_arrow())
         return pa.RecordBatch.from_arrays(
-            [b.column(b.schema.get_field_index(ROW)), pa.array(n_words.astype(np.int32)),
+            [rows, pa.array(n_words.astype(np.int32)),
              *(pa.array(v, mask=short) for v in values)], schema=schema)
 
     def run(batches):
@@ -209,10 +213,16 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
     # signatures, and the output is the input joined with the marks (no copy of the rows in between).
     ids = engine.materialize(engine.number_rows(messages.select(M.message_id), ROW, partition_by=[],
                                                 order_by=[M.message_id]))
-    sigs = engine.materialize(engine.map_batches(
-        messages.select(M.message_id, M.title, M.text).join(ids, on=M.message_id).select(ROW, M.title, M.text),
-        _signature_batches(cfg), signature_schema(cfg.num_perm), batch_rows=SIGNATURE_BATCH, columnar=True),
-        to_disk=True)
+    if engine.distributed:
+        texts, sorted_ids = messages.select(M.message_id, M.title, M.text).join(ids, on=M.message_id), None
+        texts = texts.select(ROW, M.title, M.text)
+    else:  # one machine: each message's row by binary search in the sorted ids, for a join of the
+        # texts with the ids holds them (4M messages: 1.95 GB, against 0.64 GB to stream the texts)
+        texts = messages.select(M.message_id, M.title, M.text)
+        sorted_ids = engines.to_polars(ids.select(M.message_id, ROW)).sort(ROW)[M.message_id].cast(pl.String)
+    sigs = engine.materialize(engine.map_batches(texts, _signature_batches(cfg, sorted_ids),
+                                                 signature_schema(cfg.num_perm), batch_rows=SIGNATURE_BATCH,
+                                                 columnar=True), to_disk=True)
     edges = band_edges(sigs, cfg, engine)
     verified = verified_edges(edges, sigs, cfg, engine)
     n_verified = _count(verified)

@@ -514,12 +514,25 @@ def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.
     ``rows`` examples at a time: a timeline's seqs are dense from 0 (docs/stages/timeline.md), so
     each is a flag in one byte a message, not a row of every example's exploded references. A seq
     no timeline has is left out (the stage then names the example that references it)."""
+    names, _, start, seen = referenced_flags(timeline, examples_url, rows)
+    at = np.flatnonzero(seen)
+    code = np.searchsorted(start, at, side="right") - 1
+    return pl.DataFrame({TL.timeline_id: names.gather(code), TL.seq: at - start[code]},
+                        schema={TL.timeline_id: pl.String, TL.seq: pl.Int64})
+
+
+def referenced_flags(timeline: nw.LazyFrame, examples_url: str, rows: int, split: str | None = None):
+    """What :func:`referenced_keys` finds, as flags: (the timeline ids sorted, each one's message
+    count, its first position, one flag per timeline message at its (timeline_id, seq) position).
+    ``split``: the examples of that split only."""
     counts = engines.to_polars(timeline.group_by(TL.timeline_id).agg(nw.len().alias("_n"))).sort(TL.timeline_id)
     n = counts["_n"].to_numpy().astype(np.int64)
     start = exclusive_cumsum(n)
     lookup = counts.select(TL.timeline_id, pl.int_range(pl.len(), dtype=pl.Int64).alias("_code"))
     seen = np.zeros(int(start[-1]), dtype=bool)
-    for df in example_batches(examples_url, rows, [E.timeline_id, *REF_SEQS]):
+    for df in example_batches(examples_url, rows, [E.timeline_id, *REF_SEQS, *([E.split] if split else [])]):
+        if split:
+            df = df.filter(pl.col(E.split) == split)
         flat = (pl.concat([df.select(pl.col(E.timeline_id).alias(TL.timeline_id), pl.col(c).alias(TL.seq))
                            .explode(TL.seq) for c in REF_SEQS]).drop_nulls()
                 .join(lookup, on=TL.timeline_id, how="left"))
@@ -527,11 +540,27 @@ def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.
         seq = flat[TL.seq].to_numpy().astype(np.int64)
         ok = (code >= 0) & (seq >= 0) & (seq < n[np.maximum(code, 0)])
         seen[start[code[ok]] + seq[ok]] = True
-    at = np.flatnonzero(seen)
-    code = np.searchsorted(start, at, side="right") - 1
-    return pl.DataFrame({TL.timeline_id: counts[TL.timeline_id].gather(code), TL.seq: at - start[code]},
-                        schema={TL.timeline_id: pl.String, TL.seq: pl.Int64})
+    return counts[TL.timeline_id], n, start, seen
 
+
+def referenced_rows(timeline_url: str, flags, rows: int, columns=render.TOKENISED_COLUMNS):
+    """The timeline rows :func:`referenced_flags` flagged, in (timeline_id, seq) order, read from
+    storage ``rows`` at a time (the timeline is stored in that order: docs/stages/timeline.md), as
+    frames of ``columns`` (with timeline_id and seq; by default what :func:`render.tokenise_messages`
+    reads): the texts of all the referenced messages are never held at once. Raises, naming the
+    table, where the stored order is not that."""
+    names, n, start, seen = flags
+    timelines, last = pl.Enum(names.to_list()), -1
+    columns = [TL.timeline_id, TL.seq, *(c for c in columns if c not in (TL.timeline_id, TL.seq))]
+    for df in table_batches(timeline_url, TL, rows, columns):
+        code = df[TL.timeline_id].cast(timelines).to_physical().to_numpy().astype(np.int64)
+        seq = df[TL.seq].to_numpy()
+        pos = start[code] + seq
+        if len(pos) and (pos[0] <= last or np.any(np.diff(pos) <= 0) or np.any(seq < 0) or np.any(seq >= n[code])):
+            raise RuntimeError(f"{timeline_url}: not stored in (timeline_id, seq) order with dense seqs; "
+                               f"rebuild it with the timeline stage")
+        last = int(pos[-1]) if len(pos) else last
+        yield df.filter(pl.Series(seen[pos]))
 
 
 def split_batches(mt: render.MessageTokens, tok, examples: pl.DataFrame, cfg: ShardsConfig, dropped: dict[str, int],
@@ -617,13 +646,20 @@ ORDER_BATCH = 250_000  # examples read at a time to find their places (two colum
 def example_batches(url: str, rows: int, columns=None):
     """``pair_examples`` as it is on storage (whichever engine wrote it), ``rows`` at a time, as
     Polars frames of ``columns`` (default: every column) conformed to the schema."""
+    return table_batches(url, E, rows, columns)
+
+
+def table_batches(url: str, table, rows: int, columns=None):
+    """The ``table`` at ``url`` as it is on storage (its files in order; whichever engine wrote
+    it), ``rows`` at a time, as Polars frames of ``columns`` (default: every column) conformed to
+    the schema."""
     fs, _ = storage.fs_and_path(url)
     for f in storage.dataset_files(url):
         with fs.open(f, "rb") as fh:
-            for b in pq.ParquetFile(fh).iter_batches(batch_size=rows, columns=list(columns or E.names)):
+            for b in pq.ParquetFile(fh).iter_batches(batch_size=rows, columns=list(columns or table.names)):
                 t = pa.Table.from_batches([b])
-                yield pl.from_arrow(t.cast(pa.schema([E.arrow.field(c) for c in t.column_names])) if columns
-                                    else E.conform(t))
+                yield pl.from_arrow(t.cast(pa.schema([table.arrow.field(c) for c in t.column_names])) if columns
+                                    else table.conform(t))
 
 
 def shard_order(url: str, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, list[int]]:
@@ -779,16 +815,25 @@ def run(ctx, engine=None) -> StageResult:
     tl_frame = engine.scan(ctx.config.table_url(TL.name), TL)
     # Polars: the referenced keys a batch of examples at a time (one byte a message); Spark
     # explodes every example's references on its executors.
-    refs = ex_frame if engine.distributed else referenced_keys(tl_frame, ctx.config.table_url(E.name),
-                                                               cfg.examples_per_batch)
-    msgs = referenced_messages(tl_frame, refs)
     # The examples' users (for the pseudonym codes) without the examples: those are read after
     # tokenising, so the message texts and the examples are never held together.
     users = [engines.to_polars(ex_frame.select(c).unique()).get_column(c) for c in (E.self_id, E.other_id)]
-    mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, extra_ids=users, log=ctx.log)
+    if engine.distributed:  # Spark explodes every example's references on its executors
+        msgs = referenced_messages(tl_frame, ex_frame)
+        mt = render.tokenise_messages(msgs, tok, cfg.max_message_tokens, extra_ids=users, log=ctx.log)
+    else:  # Polars: the referenced messages flagged a batch of examples at a time (one byte a
+        # message), then read and tokenised a row group at a time, in order
+        tl_url = ctx.config.table_url(TL.name)
+        flags = referenced_flags(tl_frame, ctx.config.table_url(E.name), cfg.examples_per_batch)
+        n_refs = int(flags[3].sum())
+        text_bytes = storage.scan(tl_url).select(pl.col(TL.text).str.len_bytes().sum()).collect().item()
+        mt = render.tokenise_messages(referenced_rows(tl_url, flags, storage.ROW_GROUP_ROWS), tok,
+                                      cfg.max_message_tokens, extra_ids=users, log=ctx.log, total=n_refs,
+                                      capacity=render.capacity_for(int(text_bytes or 0), n_refs))
+        del flags
     t_tok = time.monotonic() - t0
-    n_msgs = msgs.height
-    del msgs, users  # their texts are tokens now
+    n_msgs = len(mt.body_len)
+    del users  # the texts are tokens now
     summary = {"rows_in": 0, "rows_out": 0, "dropped": {}, "layout": cfg.layout,
                "messages_tokenised": n_msgs,
                "message_tokens": int(mt.offsets[-1]), "messages_truncated": mt.truncated,
