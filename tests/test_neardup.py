@@ -88,6 +88,21 @@ def test_band_edges_are_the_star_edges_of_every_lsh_bucket(planted):
     assert set(got.select("u", "v").iter_rows()) == want
 
 
+def test_verified_edges_are_the_candidates_whose_signatures_agree_enough(planted):
+    """Counting agreements 8 columns a pass = numpy's mean over whole signatures against the
+    threshold; some candidates fall below it, so the check can tell."""
+    from pipelines.stages.neardup import verified_edges
+
+    frame, _ = _band_case(planted)
+    cfg, engine = NearDupConfig(), engines.of(frame)
+    edges = band_edges(engines.frame(frame), cfg, engine)
+    got = set(engines.to_polars(verified_edges(edges, engines.frame(frame), cfg, engine)).iter_rows())
+    sig = frame.select(sig_columns(cfg.num_perm)).to_numpy()
+    pairs = list(engines.to_polars(edges).select("u", "v").iter_rows())
+    want = {(u, v) for u, v in pairs if (sig[u] == sig[v]).mean() >= cfg.threshold}
+    assert got == want and 0 < len(want) < len(pairs)
+
+
 @pytest.mark.spark
 def test_band_edges_in_one_spark_job_are_the_same_edges(planted, spark):
     """Spark groups every band in one job (a distributed engine); the edges do not change."""

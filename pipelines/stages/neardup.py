@@ -30,9 +30,9 @@ One definition for both engines (narwhals over the engine's frames; pipelines/en
 messages are numbered by ``message_id`` (``_row``), so anchors, labels and every result are
 independent of the input order and the same on Polars and Spark. Signatures are computed per
 Arrow batch (``map_batches``: numpy, pipelines/core/minhash.py, two batches in flight on two
-threads); everything else is column selection, joins and group-bys. The uint32 signature values travel as the same bits in
-int32 (Spark has no unsigned types; equality, the only thing used, is unchanged). No
-per-document Python objects and no in-memory LSH index.
+threads); everything else is column selection, joins and group-bys. The uint32 signature
+values travel as the same bits in int32 (Spark has no unsigned types; equality, the only thing
+used, is unchanged). No per-document Python objects and no in-memory LSH index.
 """
 
 from __future__ import annotations
@@ -213,12 +213,11 @@ def marks(messages: nw.LazyFrame, cfg: NearDupConfig, engine) -> tuple[nw.LazyFr
     # signatures, and the output is the input joined with the marks (no copy of the rows in between).
     ids = engine.materialize(engine.number_rows(messages.select(M.message_id), ROW, partition_by=[],
                                                 order_by=[M.message_id]))
+    texts, sorted_ids = messages.select(M.message_id, M.title, M.text), None
     if engine.distributed:
-        texts, sorted_ids = messages.select(M.message_id, M.title, M.text).join(ids, on=M.message_id), None
-        texts = texts.select(ROW, M.title, M.text)
+        texts = texts.join(ids, on=M.message_id).select(ROW, M.title, M.text)
     else:  # one machine: each message's row by binary search in the sorted ids, for a join of the
         # texts with the ids holds them (4M messages: 1.95 GB, against 0.64 GB to stream the texts)
-        texts = messages.select(M.message_id, M.title, M.text)
         sorted_ids = engines.to_polars(ids.select(M.message_id, ROW)).sort(ROW)[M.message_id].cast(pl.String)
     sigs = engine.materialize(engine.map_batches(texts, _signature_batches(cfg, sorted_ids),
                                                  signature_schema(cfg.num_perm), batch_rows=SIGNATURE_BATCH,

@@ -32,6 +32,7 @@ import os
 import posixpath
 import tempfile
 import time
+from typing import NamedTuple
 
 import narwhals as nw
 import numpy as np
@@ -521,10 +522,20 @@ def referenced_keys(timeline: nw.LazyFrame, examples_url: str, rows: int) -> pl.
                         schema={TL.timeline_id: pl.String, TL.seq: pl.Int64})
 
 
-def referenced_flags(timeline: nw.LazyFrame, examples_url: str, rows: int, split: str | None = None):
-    """What :func:`referenced_keys` finds, as flags: (the timeline ids sorted, each one's message
-    count, its first position, one flag per timeline message at its (timeline_id, seq) position).
-    ``split``: the examples of that split only."""
+class RefFlags(NamedTuple):
+    """Which timeline messages some example references, a flag a message: ``names`` the timeline
+    ids sorted, ``n`` each one's message count, ``start`` its first position, ``seen`` one flag per
+    timeline message at its (timeline_id, seq) position."""
+
+    names: pl.Series
+    n: np.ndarray
+    start: np.ndarray
+    seen: np.ndarray
+
+
+def referenced_flags(timeline: nw.LazyFrame, examples_url: str, rows: int, split: str | None = None) -> RefFlags:
+    """What :func:`referenced_keys` finds, as :class:`RefFlags`. ``split``: the examples of that
+    split only."""
     counts = engines.to_polars(timeline.group_by(TL.timeline_id).agg(nw.len().alias("_n"))).sort(TL.timeline_id)
     n = counts["_n"].to_numpy().astype(np.int64)
     start = exclusive_cumsum(n)
@@ -540,10 +551,10 @@ def referenced_flags(timeline: nw.LazyFrame, examples_url: str, rows: int, split
         seq = flat[TL.seq].to_numpy().astype(np.int64)
         ok = (code >= 0) & (seq >= 0) & (seq < n[np.maximum(code, 0)])
         seen[start[code[ok]] + seq[ok]] = True
-    return counts[TL.timeline_id], n, start, seen
+    return RefFlags(counts[TL.timeline_id], n, start, seen)
 
 
-def referenced_rows(timeline_url: str, flags, rows: int, columns=render.TOKENISED_COLUMNS):
+def referenced_rows(timeline_url: str, flags: RefFlags, rows: int, columns=render.TOKENISED_COLUMNS):
     """The timeline rows :func:`referenced_flags` flagged, in (timeline_id, seq) order, read from
     storage ``rows`` at a time (the timeline is stored in that order: docs/stages/timeline.md), as
     frames of ``columns`` (with timeline_id and seq; by default what :func:`render.tokenise_messages`
@@ -813,8 +824,6 @@ def run(ctx, engine=None) -> StageResult:
     ex_frame = engine.scan(ctx.config.table_url(E.name), E)
     t0 = time.monotonic()
     tl_frame = engine.scan(ctx.config.table_url(TL.name), TL)
-    # Polars: the referenced keys a batch of examples at a time (one byte a message); Spark
-    # explodes every example's references on its executors.
     # The examples' users (for the pseudonym codes) without the examples: those are read after
     # tokenising, so the message texts and the examples are never held together.
     users = [engines.to_polars(ex_frame.select(c).unique()).get_column(c) for c in (E.self_id, E.other_id)]
@@ -825,7 +834,9 @@ def run(ctx, engine=None) -> StageResult:
         # message), then read and tokenised a row group at a time, in order
         tl_url = ctx.config.table_url(TL.name)
         flags = referenced_flags(tl_frame, ctx.config.table_url(E.name), cfg.examples_per_batch)
-        n_refs = int(flags[3].sum())
+        n_refs = int(flags.seen.sum())
+        # the ids' first buffer: a token a byte of every timeline text (one pass over that column;
+        # an upper bound, and pages never written are never resident)
         text_bytes = storage.scan(tl_url).select(pl.col(TL.text).str.len_bytes().sum()).collect().item()
         mt = render.tokenise_messages(referenced_rows(tl_url, flags, storage.ROW_GROUP_ROWS), tok,
                                       cfg.max_message_tokens, extra_ids=users, log=ctx.log, total=n_refs,

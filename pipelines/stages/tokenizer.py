@@ -158,6 +158,12 @@ def train_split_texts(timeline: nw.LazyFrame, examples: nw.LazyFrame) -> nw.Lazy
             .join(keys, on=[T.timeline_id, T.seq], how="semi"))
 
 
+def sample_step(rows_in: int, cfg: TokenizerConfig) -> int:
+    """Every how many train-split messages one is trained on: the ceiling that keeps the sample
+    within ``max_training_messages``, evenly spaced and deterministic."""
+    return max(-(-rows_in // cfg.max_training_messages), 1)
+
+
 def training_sample(timeline: nw.LazyFrame, examples: nw.LazyFrame, cfg: TokenizerConfig, engine
                     ) -> tuple[int, pl.Series]:
     """(train-split messages, the texts trained on): at most ``cfg.max_training_messages``, evenly
@@ -169,7 +175,7 @@ def training_sample(timeline: nw.LazyFrame, examples: nw.LazyFrame, cfg: Tokeniz
     T = TIMELINE
     with engine.held(train_split_texts(timeline, examples).select(T.message_id, T.text)) as msgs:
         rows_in = int(to_polars(msgs.select(nw.len().alias("n")))["n"][0])
-        step = max(-(-rows_in // cfg.max_training_messages), 1)  # ceil: evenly spaced, deterministic
+        step = sample_step(rows_in, cfg)
         if step > 1:
             ids = engine.materialize(engine.every_nth(msgs.select(T.message_id), [T.message_id], step))
             msgs = msgs.join(ids, on=T.message_id, how="semi")
@@ -191,19 +197,17 @@ def stored_training_sample(timeline_url: str, examples_url: str, cfg: TokenizerC
     from pipelines.stages import shards as SH
 
     T = TIMELINE
-    names, n, start, seen = SH.referenced_flags(nw.from_native(storage.scan(timeline_url)), examples_url, rows,
-                                                split="train")
-    rows_in = int(seen.sum())
-    step = max(-(-rows_in // cfg.max_training_messages), 1)  # ceil: evenly spaced, deterministic
+    flags = SH.referenced_flags(nw.from_native(storage.scan(timeline_url)), examples_url, rows, split="train")
+    rows_in = int(flags.seen.sum())
+    step = sample_step(rows_in, cfg)
     if step > 1:
-        ids = [df.select(T.message_id) for df in SH.referenced_rows(timeline_url, (names, n, start, seen), rows,
-                                                                     [T.message_id])]
+        ids = [df.select(T.message_id) for df in SH.referenced_rows(timeline_url, flags, rows, [T.message_id])]
         chosen = pl.concat(ids).with_row_index("_i").sort(T.message_id).gather_every(step)["_i"].to_numpy()
-        at = np.flatnonzero(seen)[chosen]
-        seen = np.zeros_like(seen)
-        seen[at] = True
-    parts = [df.select(T.message_id, T.text) for df in SH.referenced_rows(timeline_url, (names, n, start, seen), rows,
-                                                                       [T.message_id, T.text])]
+        seen = np.zeros_like(flags.seen)
+        seen[np.flatnonzero(flags.seen)[chosen]] = True
+        flags = flags._replace(seen=seen)
+    parts = [df.select(T.message_id, T.text)
+             for df in SH.referenced_rows(timeline_url, flags, rows, [T.message_id, T.text])]
     sample = pl.concat(parts) if parts else pl.DataFrame(schema={T.message_id: pl.String, T.text: pl.String})
     texts = sample.sort(T.message_id).select(training_text(pl.col(T.text).cast(pl.String)))
     return rows_in, texts[T.text]
