@@ -356,13 +356,13 @@ def test_fast_mention_path_equals_the_slow_reference_on_real_text(messages):
     assert replaced > 100 and len(cases) > 2000  # the comparison covered real replacements
 
 
-def test_aho_corasick_prefilter_flags_the_same_rows_and_names_as_the_full_word_join(messages):
+def test_first_word_search_flags_the_same_rows_and_names_as_the_full_word_join(messages):
     from pipelines.stages.anonymize import _flags
 
     names = build_name_table(messages, SECRET)
     for col in (M.title, M.text, M.extra):
         fast = _flags(messages, col, names, all_keys=(col == M.extra), force_pii=False)
-        slow = _flags(messages, col, names, all_keys=(col == M.extra), force_pii=False, substring_prefilter=False)
+        slow = _flags(messages, col, names, all_keys=(col == M.extra), force_pii=False, reference=True)
         assert fast.equals(slow), col
         if col == M.text:  # the comparison covered rows with real name hits
             assert fast["_cands"].is_not_null().sum() > 50

@@ -562,11 +562,51 @@ def _anon_json(value, community: str, platform: str, cands: tuple[str, ...], pii
     return value
 
 
-def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, force_pii: bool,
-           substring_prefilter: bool = True) -> pl.DataFrame:
+def _rows_with(table: pl.DataFrame, col: str, values: pl.Series) -> pl.DataFrame:
+    """The rows of ``table`` (sorted by ``col``, no nulls in it) whose ``col`` is one of ``values``:
+    two binary searches per distinct value, so the cost grows with the values (a batch's words),
+    not with the table (every known name of the corpus), and nothing is hashed per call."""
+    v = values.drop_nulls().unique()
+    s = table[col]
+    lo, hi = s.search_sorted(v, side="left"), s.search_sorted(v, side="right")
+    idx = pl.select(pl.int_ranges(lo, hi, dtype=pl.UInt32).explode().drop_nulls()).to_series()
+    return table[idx.sort()]
+
+
+@dataclass(frozen=True)
+class NameIndex:
+    """The name table as each batch reads it, built once per run (per Spark partition), so no
+    batch pays for the corpus' names: before, each batch filtered the table to its communities,
+    built a dict of it and one Aho-Corasick automaton over every first word per column (at 4M
+    messages and 200k names, 1.2 s of a batch's 3.9 s; it grew with the corpus).
+
+    ``lookup``: (community, key) -> pseudonym, every name. ``first_mentionable`` / ``first_all``:
+    (community, first_word, key) sorted by first_word, the mentionable names and every name (the
+    `extra` column looks for every key). ``keys``: (community, key) sorted by key.
+    ``with_mentionable`` / ``with_names``: the communities (or platform scopes) that have any."""
+    lookup: dict
+    first_mentionable: pl.DataFrame
+    first_all: pl.DataFrame
+    keys: pl.DataFrame
+    with_mentionable: list
+    with_names: list
+
+    @classmethod
+    def of(cls, names: pl.DataFrame) -> "NameIndex":
+        first = names.select(N_COMMUNITY, N_FIRST, N_KEY, N_MENTIONABLE).drop_nulls(N_FIRST).sort(N_FIRST, N_COMMUNITY, N_KEY)
+        mentionable = first.filter(pl.col(N_MENTIONABLE)).drop(N_MENTIONABLE)
+        return cls(dict(zip(zip(names[N_COMMUNITY].to_list(), names[N_KEY].to_list()), names[N_PSEUDONYM].to_list())),
+                   mentionable, first.drop(N_MENTIONABLE), names.select(N_COMMUNITY, N_KEY).sort(N_KEY, N_COMMUNITY),
+                   names.filter(pl.col(N_MENTIONABLE))[N_COMMUNITY].unique().to_list(),
+                   names[N_COMMUNITY].unique().to_list())
+
+
+def _flags(df: pl.DataFrame, col: str, names: NameIndex | pl.DataFrame, all_keys: bool, force_pii: bool,
+           reference: bool = False) -> pl.DataFrame:
     """Per row of ``df``: whether ``col`` needs the Python pass, whether it needs Presidio, and
     the mentionable known names occurring in it as words (relational: words joined with names).
-    ``substring_prefilter=False`` is the slow reference (every row with names split into words)."""
+    ``reference=True`` is the plain reference (the words joined with the whole name table)."""
+    index = names if isinstance(names, NameIndex) else NameIndex.of(names)
     text = pl.col(col)
     if col == M.extra:  # look through JSON escapes so `\\nBob` still shows the word Bob
         text = text.str.replace_all(_JSON_ESCAPES, " ")
@@ -576,31 +616,28 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
     explicit = pl.col("_t").str.contains(_EXPLICIT_FLAG).fill_null(False)
     flags = base.select("_row", pii.alias("_pii"), explicit.alias("_explicit"),
                         pl.col("_t").str.extract(r"^([^\s:,<>@]+)[:,](?:\s|$)").str.to_lowercase().alias("_addr"))
-    nm = names if all_keys else names.filter(pl.col(N_MENTIONABLE))
+    first = index.first_all if all_keys else index.first_mentionable
+    with_names = index.with_names if all_keys else index.with_mentionable
     # Only rows of communities (or platforms, for platform-wide names) that have names to find
     # are split into words (Diplomacy, the bulk of some corpora, has none: ROLE_PLATFORMS), the
     # rest cannot join anyway.
-    with_names = nm[N_COMMUNITY].unique().to_list()
-    # Aho-Corasick first (Polars `contains_any`, one automaton over every first word, no Python
-    # per row): a word of the lower-cased text is a substring of it, so a row where no first
-    # word occurs as a substring has no word hit, and only the rows with one are split into
-    # words and joined (the exact whole-word test below). It drops little on real text (first
-    # words of multi-word names, `the`, `an`, occur almost everywhere); the saving is in the join.
-    firsts = nm[N_FIRST].drop_nulls().unique().to_list()
-    lower = pl.col("_t").str.to_lowercase()
-    words = (base.filter((pl.col(M.community).is_in(with_names) | pl.col("_scope").is_in(with_names))
-                         & ((lower.str.contains_any(firsts).fill_null(False) if firsts else pl.lit(False))
-                            | ~pl.lit(substring_prefilter)))
-             .select("_row", M.community, "_scope", lower.str.extract_all(_WORD).alias("_w"))
+    words = (base.filter(pl.col(M.community).is_in(with_names) | pl.col("_scope").is_in(with_names))
+             .select("_row", M.community, "_scope", pl.col("_t").str.to_lowercase().str.extract_all(_WORD).alias("_w"))
              .explode("_w"))
+    # The names whose first word is a word of this batch, found by binary search in the sorted
+    # first words (:func:`_rows_with`): the joins below then build on those few rows, not on
+    # every name of the corpus. The reference joins the whole table; the result is the same.
+    if not reference:
+        first = _rows_with(first, N_FIRST, words["_w"])
     # Join first, then de-duplicate: the join keeps only the few words that start a known
     # name, so the unique runs on those instead of on every word of every message.
-    first = nm.select(N_COMMUNITY, N_FIRST, N_KEY)
+    first = first.select(N_COMMUNITY, N_FIRST, N_KEY)
     hits = (pl.concat([words.join(first, left_on=[M.community, "_w"], right_on=[N_COMMUNITY, N_FIRST]),
                        words.join(first, left_on=["_scope", "_w"], right_on=[N_COMMUNITY, N_FIRST])])
             .group_by("_row").agg(pl.col(N_KEY).unique().sort().alias("_cands")))
+    keys = index.keys if reference else _rows_with(index.keys, N_KEY, flags["_addr"])
     addr = (base.select("_row", M.community).join(flags.select("_row", "_addr"), on="_row")
-            .join(names.select(N_COMMUNITY, N_KEY), left_on=[M.community, "_addr"], right_on=[N_COMMUNITY, N_KEY],
+            .join(keys, left_on=[M.community, "_addr"], right_on=[N_COMMUNITY, N_KEY],
                   how="semi").select("_row", pl.lit(True).alias("_addr_hit")))
     out = (flags.join(hits, on="_row", how="left").join(addr, on="_row", how="left")
            .with_columns(pl.col("_addr_hit").fill_null(False)).sort("_row"))
@@ -608,19 +645,16 @@ def _flags(df: pl.DataFrame, col: str, names: pl.DataFrame, all_keys: bool, forc
         (pl.col("_pii") | pl.col("_explicit") | pl.col("_addr_hit") | pl.col("_cands").is_not_null()).alias("_todo"))
 
 
-def _anonymize(df: pl.DataFrame, names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes, engine: PiiEngine,
+def _anonymize(df: pl.DataFrame, names: NameIndex | pl.DataFrame, scopes: pl.DataFrame, secret: bytes, engine: PiiEngine,
                cfg: AnonymizeConfig, presidio_memo: dict | None = None) -> tuple[pl.DataFrame, Counter]:
-    c = _Ctx(secret, engine, {})
+    index = names if isinstance(names, NameIndex) else NameIndex.of(names)
+    c = _Ctx(secret, engine, index.lookup)
     if presidio_memo is not None:  # shared by the batches of one run: re-posts across batches too
         c.presidio_memo = presidio_memo
-    comms = pl.concat([df.select(pl.col(M.community).unique().alias("_c")),
-                       df.select(platform_scope(pl.col(M.platform)).unique().alias("_c"))])
-    nb = names.join(comms, left_on=N_COMMUNITY, right_on="_c", how="semi")
-    c.lookup = dict(zip(zip(nb[N_COMMUNITY].to_list(), nb[N_KEY].to_list()), nb[N_PSEUDONYM].to_list()))
     force = engine.needs_all_messages
     new_cols, types_by_row = {}, {}
     for col in (M.title, M.text, M.extra):
-        fl = _flags(df, col, nb, all_keys=(col == M.extra), force_pii=force)
+        fl = _flags(df, col, index, all_keys=(col == M.extra), force_pii=force)
         todo = fl.filter(pl.col("_todo"))
         c.stats[f"{col}_rows_flagged"] += todo.height
         # Python per flagged row: Presidio and callback-driven replacement need it; most rows are not
@@ -750,13 +784,13 @@ def _anonymize_batches(names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes,
     """map_batches: `messages` rows -> `messages_anon` rows (same order) plus :data:`_STATS`; the
     Presidio memo is shared by the batches of one call (one Spark partition, or the whole run on
     Polars), bounded by :data:`PRESIDIO_MEMO_MAX`."""
-    engine, memo = pii_engine(cfg), {}
+    engine, memo, index = pii_engine(cfg), {}, NameIndex.of(names)
     for b in batches:
         if not b.num_rows:
             continue
         if len(memo) > PRESIDIO_MEMO_MAX:  # bounded memory on inputs of any size
             memo.clear()
-        out, stats = _anonymize(pl.from_arrow(b), names, scopes, secret, engine, cfg, memo)
+        out, stats = _anonymize(pl.from_arrow(b), index, scopes, secret, engine, cfg, memo)
         stats["messages_with_replacements"] += int((out[ANON.pii_types].list.len() > 0).sum())
         table = ANON.conform(out.to_arrow()).combine_chunks()
         table = (table.append_column(_STATS, pa.array([json.dumps(dict(stats), sort_keys=True)]
