@@ -51,7 +51,7 @@ class Messages:
     than the stored tokens (a cut)."""
 
     offsets: np.ndarray      # int64 [n+1]: message k's tokens are ids[offsets[k]:offsets[k] + body_len[k]]
-    ids: np.ndarray          # int32 [offsets[-1]]
+    ids: np.ndarray          # int32, or uint16 for a vocabulary of at most 65,536 ids [offsets[-1]]
     mention: np.ndarray | None  # int [offsets[-1]] (dense) or None
     body_len: np.ndarray     # int64 [n]
     author: np.ndarray       # int [n], author code (-1 unknown)

@@ -3,6 +3,7 @@ the messages the rows reference), on the real samples with bodies cut short: eac
 message's kept tokens, with one author code per ``<mention>`` id in it."""
 
 import numpy as np
+import polars as pl
 import pytest
 
 from pipelines import engines
@@ -89,3 +90,20 @@ def test_references_find_their_message_rows_by_seq_arithmetic_as_a_join_would(to
     got = mt.rows_of(probe[TL.timeline_id], probe[TL.seq].to_numpy())
     assert (got == want).all()
     assert (want[:pick.height] >= 0).all() and (got[-4:] == -1).all() and (got[pick.height:] == -1).any()
+
+
+def test_tokenised_ids_are_held_in_two_bytes_and_equal_the_tokenizers(real_built, tokens):
+    """The shards stage holds the referenced messages' ids as uint16 when the vocabulary fits (the
+    default 32,000 does): the same ids the tokenizer gives, and the store gets them as int32."""
+    config, _ = real_built
+    mt, _ = tokens
+    tok = T.load(config.table_url("tokenizer.json"))
+    assert tok.get_vocab_size(with_added_tokens=True) <= 1 << 16 and mt.ids.dtype == np.uint16
+    assert render.id_dtype(1 << 16) == np.uint16 and render.id_dtype((1 << 16) + 1) == np.int32
+    examples = storage.read(config.table_url(E.name))
+    msgs = SH.referenced_messages(engines.frame(storage.scan(config.table_url(TL.name))), engines.frame(examples))
+    marked = msgs.select(T.mark_mentions(pl.col(TL.text)).alias("m"))["m"].to_list()
+    want = [e.ids for e in tok.encode_batch_fast(marked, add_special_tokens=False)]
+    got = [mt.ids[mt.offsets[r]:mt.offsets[r + 1]].tolist() for r in range(len(want))]
+    assert got == want and max(max(w, default=0) for w in want) > 255  # ids beyond one byte occur
+    assert render.store_table(mt).schema.field(TS.tokens).type.value_type == "int32"

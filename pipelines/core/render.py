@@ -52,7 +52,7 @@ class MessageTokens:
 
     keys: pl.DataFrame
     offsets: np.ndarray      # int64 [n+1]
-    ids: np.ndarray          # int32 [offsets[-1]]
+    ids: np.ndarray          # uint16 (a vocabulary of at most 65,536 ids) or int32 [offsets[-1]]: id_dtype
     mention_pos: np.ndarray  # int64 [k], flat positions of the <mention> ids
     mention_codes: np.ndarray  # int64 [k]
     body_len: np.ndarray     # int64 [n], after truncation to max_message_tokens
@@ -115,6 +115,14 @@ def id_capacity(msgs: pl.DataFrame) -> int:
     return capacity_for(int(msgs[TL.text].str.len_bytes().sum() or 0), msgs.height)
 
 
+def id_dtype(vocab_size: int) -> type:
+    """The narrowest dtype that holds every id of a ``vocab_size`` vocabulary, for the tokenised
+    messages the shards stage holds while it renders: uint16 up to 65,536 ids (the default
+    vocabulary is 32,000), else int32. Half the bytes of the largest array the stage holds (4M
+    messages: ~230M tokens, 0.46 GB saved); the shards and the store still carry int32."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+
 def capacity_for(text_bytes: int, rows: int) -> int:
     """Token ids to reserve for ``rows`` texts of ``text_bytes`` bytes in all."""
     return text_bytes + 16 * rows + 1024
@@ -139,7 +147,8 @@ def tokenise_messages(msgs: pl.DataFrame | Iterable[pl.DataFrame], tok: Tokenize
     # The ids go straight into one buffer sized by the texts' bytes (a byte-level tokenizer makes
     # at most a token a byte): pages past the ids are never touched, so never resident, and the
     # ids are not held twice (as parts, then joined). A tokenizer that makes more grows it.
-    ids = np.empty(capacity if capacity is not None else 1024, dtype=np.int32)
+    dtype = id_dtype(tok.get_vocab_size(with_added_tokens=True))
+    ids = np.empty(capacity if capacity is not None else 1024, dtype=dtype)
     used = 0
     with progress("tokenise messages", log, total=total, unit="msgs") as p:
         for part in msgs:
@@ -163,8 +172,8 @@ def tokenise_messages(msgs: pl.DataFrame | Iterable[pl.DataFrame], tok: Tokenize
                     lens.append(n_ids)
                     count = int(n_ids.sum())
                     if used + count > len(ids):
-                        ids = np.concatenate([ids[:used], np.empty(max(len(ids), count), dtype=np.int32)])
-                    ids[used:used + count] = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int32,
+                        ids = np.concatenate([ids[:used], np.empty(max(len(ids), count), dtype=dtype)])
+                    ids[used:used + count] = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=dtype,
                                                          count=count)
                     used += count
                     p.update(len(encs))
@@ -379,7 +388,7 @@ def store_table(mt: MessageTokens, rows: np.ndarray | None = None) -> pa.Table:
     return TS.conform(pa.table({
         TS.message_id: mt.message_id.take(take), TS.timeline_id: keys[TL.timeline_id].to_arrow().take(take),
         TS.seq: keys[TL.seq].to_arrow().take(take), TS.author_code: pa.array(mt.author[rows].astype(np.int32)),
-        TS.tokens: list_array(off, ids, pa.int32()),
+        TS.tokens: list_array(off, ids.astype(np.int32, copy=False), pa.int32()),
         TS.mention_codes: list_array(exclusive_cumsum(per_msg), codes.astype(np.int32), pa.int32()),
         TS.time: pa.array(mt.time[rows]), TS.ordinal: pa.array(mt.ordinal[rows]),
         TS.body_bytes: pa.array(mt.body_bytes[rows]),
