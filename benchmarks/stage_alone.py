@@ -6,7 +6,9 @@
 
 The stage runs in this fresh process (``pipelines.stages.run_stage``) and rewrites its own
 output under the config's ``out``; the peak is the process's VmHWM, so it holds nothing an
-earlier stage left resident (a stage's peak inside a build does: see docs/scale.md). Not part of
+earlier stage left resident (a stage's peak inside a build does: see docs/scale.md), plus the
+summed peaks of any worker processes the stage started (``own_peak_rss_mb`` and
+``worker_peak_rss_mb`` apart). Not part of
 ``make bench``: it needs a build's tables. ``bench_build`` uses the secret above by default, and
 a stage that reads pseudonyms needs the same one.
 """
@@ -19,7 +21,7 @@ import time
 
 from pipelines.core.config import load
 from pipelines.core.context import RunContext
-from pipelines.core.memory import peak_rss_mb
+from pipelines.core.memory import peak_rss_mb, worker_peak_mb
 from pipelines.stages import run_stage
 
 
@@ -30,7 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     t0 = time.monotonic()
     result = run_stage(args.stage, RunContext(load(args.config)))
-    figures = {"stage": args.stage, "seconds": round(time.monotonic() - t0, 1), "peak_rss_mb": round(peak_rss_mb()),
+    own, workers = peak_rss_mb(), worker_peak_mb()
+    figures = {"stage": args.stage, "seconds": round(time.monotonic() - t0, 1), "peak_rss_mb": round(own + workers),
+               "own_peak_rss_mb": round(own), "worker_peak_rss_mb": round(workers),
                "rows_in": result.summary().get("rows_in"), "rows_out": result.summary().get("rows_out")}
     print(json.dumps(figures))
     return figures

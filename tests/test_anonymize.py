@@ -366,3 +366,28 @@ def test_first_word_search_flags_the_same_rows_and_names_as_the_full_word_join(m
         assert fast.equals(slow), col
         if col == M.text:  # the comparison covered rows with real name hits
             assert fast["_cands"].is_not_null().sum() > 50
+
+
+def test_batches_anonymised_in_two_worker_processes_give_the_same_rows_and_counts(messages):
+    """The stage's batches in two spawned workers (the Polars engine's `processes`) against the
+    same batches in this process: every row, every column and every batch's counters equal."""
+    import narwhals as nw
+
+    from pipelines import engines
+    from pipelines.engines.polars import PolarsEngine
+    from pipelines.stages.anonymize import anonymize_frame
+
+    def run(processes):
+        cfg = AnonymizeConfig(batch_rows=100, processes=processes)
+        engine = PolarsEngine(spill=True)  # its spill files live as long as it does
+        out, _, _ = anonymize_frame(nw.from_native(messages.lazy()), SECRET, cfg, engine)
+        return engines.to_polars(out)
+
+    from pipelines.core import memory
+
+    here = run(1)
+    memory.worker_peak_mb(reset=True)
+    workers = run(2)
+    assert messages.height > 3 * 100 and memory.worker_peak_mb() > 0  # several batches: workers were started
+    assert here.height == messages.height and here.equals(workers)
+    assert here["_batch_stats"].drop_nulls().len() >= -(-messages.height // 100)  # a batch per slice, or per chunk

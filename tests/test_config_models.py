@@ -69,7 +69,7 @@ def test_defaults_are_unchanged():
     assert AnonymizeConfig().model_dump() == {
         "demo_secret": None, "spacy_model": None, "presidio_score_threshold": 0.35, "min_name_length": 3,
         "min_numeric_id_length": 6, "common_word_zipf": 3.5, "platform_name_zipf": 4.5, "extra_stopwords": (),
-        "batch_rows": 50_000}
+        "batch_rows": 50_000, "processes": 1}
     assert SparkConfig().model_dump() == {"master": "local[*]", "app_name": "socialcorpus", "conf": {},
                                           "shuffle_partitions": 8}
     assert ScheduleConfig().model_dump() == {"cron": "0 3 * * 0", "timezone": "UTC", "landing": None,
@@ -222,3 +222,10 @@ def test_build_set_reaches_the_stage(real, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"{cfg} with --set histories.n=11: [histories] n = 11" in err
     assert (out / "build_summary.json").read_text() == before  # refused before anything ran
+
+
+def test_worker_processes_do_not_change_the_config_hash():
+    """How many processes anonymise the batches changes how a build runs, not what it writes."""
+    assert config_hash(_cfg(anonymize={"processes": 1})) == config_hash(_cfg()) == config_hash(
+        _cfg(anonymize={"processes": 4}))
+    assert config_hash(_cfg(anonymize={"batch_rows": 7})) != config_hash(_cfg())

@@ -80,11 +80,31 @@ def release() -> None:
         _LIBC.malloc_trim(0)
 
 
+# Peak MB of the worker processes a stage ran (pipelines.engines.workers), since the last reset.
+_WORKER_PEAKS: list[float] = []
+
+
+def add_worker_peak(mb: float) -> None:
+    """Count ``mb`` (the summed peaks of a stage's worker processes) in the running stage's peak."""
+    _WORKER_PEAKS.append(mb)
+
+
+def worker_peak_mb(reset: bool = False) -> float:
+    """The summed peaks of the worker processes started since the last reset (0 if none)."""
+    total = round(sum(_WORKER_PEAKS), 1)
+    if reset:
+        _WORKER_PEAKS.clear()
+    return total
+
+
 def with_peak(run: Callable[[], R]) -> R:
     """``run()``, a :class:`pipelines.core.results.StageResult`, with the peak resident memory
     while it ran attached (``peak_rss_mb``): how the build loop and every Dagster step measure.
     What earlier work freed is given back first (:func:`release`), so the peak is the stage's own
-    working set on top of what stays allocated."""
+    working set on top of what stays allocated. Worker processes the stage started
+    (:func:`add_worker_peak`) are added: the figure is the process tree's, an upper bound."""
     release()
     reset_peak()
-    return run().with_run(peak_rss_mb=peak_rss_mb())
+    worker_peak_mb(reset=True)
+    result = run()
+    return result.with_run(peak_rss_mb=round(peak_rss_mb() + worker_peak_mb(reset=True), 1))

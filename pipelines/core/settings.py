@@ -86,7 +86,8 @@ class Section(BaseModel):
     ``SECTION``: the table name in the file; ``ALIASES``: old names still read (with a
     warning); ``HASH_KEY``: the key under which the section's values enter the build's
     config hash, None for sections that cannot change a build's output (Spark tuning,
-    the Dagster schedule).
+    the Dagster schedule); ``RUN_KEYS``: keys of a hashed section that change how a build
+    runs but not what it writes (worker processes), left out of the hash.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -94,6 +95,7 @@ class Section(BaseModel):
     SECTION: ClassVar[str]
     ALIASES: ClassVar[tuple[str, ...]] = ()
     HASH_KEY: ClassVar[str | None] = None
+    RUN_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **data: Any):
         try:
@@ -109,6 +111,7 @@ class AnonymizeConfig(Section):
 
     SECTION: ClassVar[str] = "anonymize"
     HASH_KEY: ClassVar[str | None] = "anonymize"
+    RUN_KEYS: ClassVar[tuple[str, ...]] = ("processes",)
 
     demo_secret: str | None = Field(None, repr=False, description=(
         "a fixed pseudonym key for the demo configuration only (labelled as such); real builds take the key "
@@ -127,6 +130,12 @@ class AnonymizeConfig(Section):
     extra_stopwords: tuple[str, ...] = Field((), description=(
         "more words never taken as plain-name mentions (compared in lower case)."))
     batch_rows: int = Field(50_000, ge=1, description="rows per Arrow batch handed to `anonymize_batch`.")
+    processes: int = Field(1, ge=1, description=(
+        "worker processes that anonymise the batches on the Polars engine (Presidio and the mention pass are "
+        "Python, one core each); 1 runs them in the build's own process. More is faster on more cores and costs "
+        "about 1 GB of memory per worker (each imports Presidio and holds its batches; docs/stages/anonymize.md). "
+        "Only an input of more than one batch starts workers. Spark ignores it: its Python workers are the "
+        "executors' cores."))
 
     @field_validator("extra_stopwords", mode="before")
     @classmethod
@@ -350,6 +359,7 @@ def model_for(key: str | type[Section]) -> type[Section]:
 
 def content_settings(sections: dict[str, Section]) -> dict[str, dict[str, Any]]:
     """What of the sections decides a build's content, for the config hash: ``{HASH_KEY: values}``
-    of every section with a HASH_KEY (defaults included), secrets left out."""
-    return {m.HASH_KEY: {k: v for k, v in sections[m.SECTION].model_dump().items() if "secret" not in k}
+    of every section with a HASH_KEY (defaults included), secrets and RUN_KEYS left out."""
+    return {m.HASH_KEY: {k: v for k, v in sections[m.SECTION].model_dump().items()
+                         if "secret" not in k and k not in m.RUN_KEYS}
             for m in MODELS if m.HASH_KEY}

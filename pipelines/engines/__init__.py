@@ -115,7 +115,7 @@ class Engine(Protocol):
         list where no item has the row's key."""
 
     def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None,
-                    columnar: bool = False) -> nw.LazyFrame:
+                    columnar: bool = False, processes: int = 1) -> nw.LazyFrame:
         """``fn`` (an iterator of Arrow record batches of ``frame`` -> an iterator of record
         batches, each cast to the Arrow ``schema``) over ``frame``: per-record Python (Presidio,
         HMAC, readers) written once. Polars: in this process, one call over slices of
@@ -123,7 +123,10 @@ class Engine(Protocol):
         partition in the Python workers, ``fn`` shipped with its arguments (so module-level
         state it reaches, e.g. a cache of heavy objects, is per worker), order unspecified.
         ``columnar``: a wide result later read a few columns or a few rows at a time (Polars in a
-        stage's run spills it to Parquet instead of IPC; see ``PolarsEngine.stash``)."""
+        stage's run spills it to Parquet instead of IPC; see ``PolarsEngine.stash``).
+        ``processes`` > 1: Polars runs ``fn`` once per slice in that many worker processes
+        (``fn`` picklable; state kept across its calls through ``workers.worker_state``), output
+        still in input order; Spark ignores it (its Python workers are the executors' cores)."""
 
     def every_nth(self, frame: nw.LazyFrame, order_by: Sequence[str], step: int) -> nw.LazyFrame:
         """Rows 0, ``step``, 2·``step``, … of ``frame`` sorted ascending by ``order_by`` (a total

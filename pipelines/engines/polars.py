@@ -184,10 +184,12 @@ class PolarsEngine:
                                               for o, v in values.items()))
 
     def map_batches(self, frame: nw.LazyFrame, fn, schema, batch_rows: int | None = None,
-                    columnar: bool = False) -> nw.LazyFrame:
+                    columnar: bool = False, processes: int = 1) -> nw.LazyFrame:
         # In-process and eager: the whole frame is one "partition", handed to ``fn`` in slices
         # of ``batch_rows`` rows (the Arrow chunks of a slice as they come). Spilling, the input
         # streams in (one slice in memory) and the output goes to an IPC file as ``fn`` yields it.
+        # ``processes`` > 1 (spilling): one call of ``fn`` per slice, in that many worker
+        # processes, the output still in input order (pipelines/engines/workers.py).
         import pyarrow as pa
 
         out_schema = pa.schema([f.with_nullable(True) for f in schema])
@@ -201,11 +203,14 @@ class PolarsEngine:
             out = pa.Table.from_batches([b.cast(out_schema) for b in fn(batches())], schema=out_schema)
             return nw.from_native(pl.from_arrow(out).lazy())
 
-        def streamed():
-            for part in _slices(frame.to_native().collect_batches(chunk_size=batch_rows), batch_rows):
-                yield from part.to_arrow().to_batches()
+        slices = _slices(frame.to_native().collect_batches(chunk_size=batch_rows), batch_rows)
+        if processes > 1:
+            from pipelines.engines.workers import map_ordered
 
-        return self.stash((b.cast(out_schema) for b in fn(streamed())), out_schema, columnar)
+            out = map_ordered(fn, slices, processes)
+        else:
+            out = fn(b for part in slices for b in part.to_arrow().to_batches())
+        return self.stash((b.cast(out_schema) for b in out), out_schema, columnar)
 
     def stash(self, batches, schema, columnar: bool = False, chunk_rows: int = storage.ROW_GROUP_ROWS) -> nw.LazyFrame:
         """A frame over the Arrow record batches or tables ``batches`` (each of ``schema``), taken as

@@ -291,11 +291,12 @@ class SparkEngine:
             df = df.withColumn(o, F.coalesce(F.col(o), F.array().cast(ArrayType(it.schema[v].dataType))))
         return nw.from_native(df)
 
-    def map_batches(self, frame, fn, schema: pa.Schema, batch_rows: int | None = None, columnar: bool = False):
+    def map_batches(self, frame, fn, schema: pa.Schema, batch_rows: int | None = None, columnar: bool = False,
+                    processes: int = 1):
         """``mapInArrow`` with ``fn`` shipped to the executors (cloudpickle; PySpark broadcasts a
         large pickled function, e.g. one holding a lookup table); each batch ``fn`` yields is cast
         to ``schema``. Batches are Spark's Arrow batches (spark.sql.execution.arrow.maxRecordsPerBatch):
-        ``batch_rows`` and ``columnar`` are the Polars engine's."""
+        ``batch_rows``, ``columnar`` and ``processes`` are the Polars engine's."""
         import functools
 
         import narwhals as nw

@@ -45,6 +45,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.core.pii import PREFILTER, PiiEngine
+from pipelines.engines.workers import worker_state
 from pipelines.core.settings import AnonymizeConfig  # the [anonymize] section, with every section in core/settings
 from pipelines.core.results import StageResult
 from schemas import ANON, RECORDS
@@ -756,6 +757,9 @@ _SCOPE_COLS = (M.platform, M.community, M.thread_id, M.author_id, M.recipient_id
 _SCOPES = pa.schema([pa.field("scope", pa.string())])
 # Per batch, its counters (JSON) ride on the batch's first output row; null on the others.
 _STATS = "_batch_stats"
+# ... with the Presidio engine's summary under this key: the process that collects the counts
+# (the build's, Spark's driver) need not build an engine of its own, nor import Presidio.
+_PII_SUMMARY = "_pii"
 # The input's `message_id`, the output's sort key: hashing a private scope changes a message's
 # id, and the table keeps the input's order (`messages` is sorted by its ids).
 _INPUT_ID = "_input_message_id"
@@ -784,7 +788,10 @@ def _anonymize_batches(names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes,
     """map_batches: `messages` rows -> `messages_anon` rows (same order) plus :data:`_STATS`; the
     Presidio memo is shared by the batches of one call (one Spark partition, or the whole run on
     Polars), bounded by :data:`PRESIDIO_MEMO_MAX`."""
-    engine, memo, index = pii_engine(cfg), {}, NameIndex.of(names)
+    # In a worker process (the Polars engine's `processes`), one call per batch: the index and the
+    # memo are kept across the calls; in this process, per call, as before.
+    index, memo = worker_state(names, lambda: (NameIndex.of(names), {}))
+    engine = pii_engine(cfg)
     for b in batches:
         if not b.num_rows:
             continue
@@ -793,7 +800,8 @@ def _anonymize_batches(names: pl.DataFrame, scopes: pl.DataFrame, secret: bytes,
         out, stats = _anonymize(pl.from_arrow(b), index, scopes, secret, engine, cfg, memo)
         stats["messages_with_replacements"] += int((out[ANON.pii_types].list.len() > 0).sum())
         table = ANON.conform(out.to_arrow()).combine_chunks()
-        table = (table.append_column(_STATS, pa.array([json.dumps(dict(stats), sort_keys=True)]
+        table = (table.append_column(_STATS, pa.array([json.dumps({**stats, _PII_SUMMARY: engine.summary()},
+                                                                   sort_keys=True)]
                                                        + [None] * (table.num_rows - 1), pa.string()))
                  .append_column(_INPUT_ID, b.column(M.message_id).cast(pa.string())))
         yield from table.to_batches()
@@ -808,7 +816,7 @@ def anonymize_frame(messages: nw.LazyFrame, secret: bytes, cfg: AnonymizeConfig,
     scopes = build_scope_table(messages, secret, engine)
     out = engine.map_batches(messages.select(*RECORDS.names),
                              functools.partial(_anonymize_batches, names, scopes, secret, cfg), _ANON_OUT,
-                             batch_rows=cfg.batch_rows)
+                             batch_rows=cfg.batch_rows, processes=cfg.processes)
     return out, names, scopes
 
 
@@ -829,8 +837,11 @@ def anonymize_stats(messages: nw.LazyFrame, out: nw.LazyFrame, names: pl.DataFra
     per_batch = to_polars(out.filter(~nw.col(_STATS).is_null()).select(_STATS))
     rows_out = int(to_polars(out.select(nw.len().alias("n")))["n"][0])
     stats: Counter = Counter()
+    pii = None
     for s in per_batch[_STATS].to_list():
-        stats.update(json.loads(s))
+        batch = json.loads(s)
+        pii = batch.pop(_PII_SUMMARY, None) or pii
+        stats.update(batch)
     replaced = {k: v for k, v in sorted(stats.items())
                 if k.isupper() or (k.startswith("extra_") and k[6:].isupper()) or k == "extra_handles"}
     return {
@@ -850,7 +861,7 @@ def anonymize_stats(messages: nw.LazyFrame, out: nw.LazyFrame, names: pl.DataFra
         "rows_flagged": {c: stats[f"{c}_rows_flagged"] for c in sorted(_COLUMNS)},
         "replacements": replaced,
         "messages_with_replacements": stats["messages_with_replacements"],
-        "pii": pii_engine(cfg).summary(),
+        "pii": pii if pii is not None else pii_engine(cfg).summary(),  # no batch (an empty input): built here
     }
 
 
