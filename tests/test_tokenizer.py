@@ -264,3 +264,16 @@ def test_mention_pseudonyms_follow_mention_tokens_in_order():
     got = df.select(T.mark_mentions(pl.col("t")).alias("m"), T.mention_pseudonyms(pl.col("t")).alias("p"))
     assert got["m"].to_list() == ["<mention> hi <mention> and <mention>x", "none"]
     assert got["p"].to_list() == [[a, None, b], []]
+
+
+def test_training_on_batches_of_the_sample_gives_the_tokenizer_of_the_whole_list(trained):
+    """The stage hands the trainer its sample a batch of strings at a time (never the whole
+    sample as a Python list): the same vocabulary and merges, byte for byte."""
+    out, timeline, examples, summary = trained
+    texts = engines.to_polars(T.train_split_texts(engines.frame(timeline), engines.frame(examples))).select(
+        T.training_text(pl.col(TL.text)))[TL.text]
+    cfg = T.TokenizerConfig(vocab_size=1000)
+    whole = T.train(texts.to_list(), cfg, length=texts.len()).to_str()
+    assert texts.len() > 3 * 7
+    assert T.train(T.text_batches(texts, 7), cfg, length=texts.len()).to_str() == whole
+    assert T.train(T.text_batches(texts), cfg, length=texts.len()).to_str() == whole

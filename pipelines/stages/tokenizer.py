@@ -96,6 +96,17 @@ def train(texts: Iterable[str], cfg: TokenizerConfig, length: int | None = None)
     return with_special_tokens(tok)
 
 
+TRAIN_BATCH = 10_000
+
+
+def text_batches(texts: pl.Series, rows: int = TRAIN_BATCH):
+    """``texts`` for ``train`` as lists of ``rows`` Python strings, made as the trainer reads them:
+    the sample (up to ``max_training_messages``, ~900k at the default) is never a Python list at
+    once. The trainer counts words, so the batches train the same tokenizer as the whole list."""
+    for i in range(0, texts.len(), rows):
+        yield texts.slice(i, rows).to_list()
+
+
 def with_special_tokens(tok: Tokenizer) -> Tokenizer:
     """``tok`` with every special token present and flagged right (structural special, text tokens not).
 
@@ -241,7 +252,7 @@ def run(ctx, engine=None) -> StageResult:
         rows_out = texts.len()
         dropped = {"over_max_training_messages": rows_in - rows_out}
         ctx.log.info("tokenizer: training a %d BPE on %d train-split messages", cfg.vocab_size, rows_out)
-        tok = train(texts.to_list(), cfg, length=rows_out)
+        tok = train(text_batches(texts), cfg, length=rows_out)
         source = "trained"
     data = tok.to_str().encode("utf-8")
     storage.write_bytes(out_url, data)
