@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -14,7 +13,7 @@ from typing import Iterator, Sequence
 import narwhals as nw
 import polars as pl
 
-from pipelines.core import storage
+from pipelines.core import digest, storage
 
 # Rows of each run's record batches in a merge (:meth:`PolarsEngine.write_runs`): one batch per
 # run is held while merging, so this bounds the merge as the number of runs grows.
@@ -132,16 +131,10 @@ class PolarsEngine:
 
     def hex_digest(self, frame: nw.LazyFrame, out: str, column: str, algorithm: str = "sha256",
                    salt: str = "") -> nw.LazyFrame:
-        # Python's hashlib: Polars has no stable cryptographic hash (its `hash()` may change
-        # between versions). Null stays null.
-        enc = salt.encode("utf-8")
-
-        def digest(values: pl.Series) -> pl.Series:
-            return pl.Series(out, [None if v is None else hashlib.new(algorithm, enc + v.encode("utf-8")).hexdigest()
-                                   for v in values.to_list()], dtype=pl.String)
-
-        expr = pl.col(column).map_batches(digest, return_dtype=pl.String)
-        return nw.from_native(frame.to_native().with_columns(expr.alias(out)))
+        # polars-hash (pipelines/core/digest.py): Polars has no stable cryptographic hash (its
+        # `hash()` may change between versions). Null stays null (concat_str of a null is null).
+        value = pl.concat_str([pl.lit(salt), pl.col(column)]) if salt else pl.col(column)
+        return nw.from_native(frame.to_native().with_columns(digest.hex_digest(value, algorithm).alias(out)))
 
     def ingest(self, format: str, patterns, messages_url: str, quarantine_url: str, log=None):
         from pipelines.stages.ingest import ingest

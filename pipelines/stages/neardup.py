@@ -102,8 +102,8 @@ def _signature_batches(cfg: NearDupConfig, sorted_ids: pl.Series | None = None):
 
 def _in_order(fn, items, workers: int = SIGNATURE_THREADS):
     """``fn`` over ``items`` on ``workers`` threads, results in input order, at most ``workers``
-    items in flight. A batch's SHA-1 loop holds the GIL while the other batch's Polars and numpy
-    work (which release it) runs beside it."""
+    items in flight. A batch's Python steps hold the GIL while the other batch's Polars, SHA-1
+    (polars-hash) and numpy work (which release it) runs beside it."""
     pending: deque = deque()
     with ThreadPoolExecutor(workers) as pool:
         for item in items:
