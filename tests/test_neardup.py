@@ -50,6 +50,41 @@ def test_minhash_equals_datasketch_bit_for_bit(real_messages):
         assert np.array_equal(m.hashvalues, sig[i]), i
 
 
+def test_distinct_numbers_codes_densely_in_value_order_and_points_at_an_occurrence():
+    """The mechanism behind both the distinct k-grams and the renumbering between folds: the same
+    inverse as ``np.unique``, and ``one`` names an occurrence of each distinct code."""
+    from pipelines.core.minhash import _distinct
+
+    rng = np.random.default_rng(5)
+    code = np.concatenate([rng.integers(-2**62, 2**62, 5_000), rng.integers(0, 50, 5_000)])
+    inverse, one = _distinct(code)
+    uniq, want = np.unique(code, return_inverse=True)
+    assert np.array_equal(inverse, want.reshape(-1))
+    assert np.array_equal(code[one], uniq)
+    empty_inverse, empty_one = _distinct(np.zeros(0, dtype=np.int64))
+    assert len(empty_inverse) == 0 and len(empty_one) == 0
+
+
+def test_long_shingles_over_a_large_vocabulary_stay_exact():
+    """5-word shingles over 12,000 distinct words, where folding five word codes needs the dense
+    renumbering between folds (12,000**5 > 2**63): the shingle sets and the signatures are still
+    datasketch's."""
+    words = [f"w{i}" for i in range(12_000)]
+    rng = np.random.default_rng(3)
+    texts = pl.Series([" ".join(rng.choice(words, 40)) for _ in range(300)] + [" ".join(words[:12])] * 2)
+    sh, _ = shingle_frame(texts, 5)
+    sig, _ = signatures(texts, num_perm=16, seed=1, k=5)
+    per_doc = {d: set(s) for d, s in sh.group_by("doc").agg("s").iter_rows()}
+    for i, t in enumerate(texts.to_list()):
+        ref = shingles_reference(t, 5)
+        assert per_doc[i] == ref
+        m = MinHash(num_perm=16, seed=1)
+        for s in ref:
+            m.update(s.encode("utf-8"))
+        assert np.array_equal(m.hashvalues, sig[i]), i
+    assert np.array_equal(sig[-1], sig[-2])
+
+
 def test_signatures_skip_texts_under_min_words_and_keep_the_others(real_messages):
     texts = real_messages.filter(pl.col(M.platform).is_in(["reddit", "irc"])).head(600)[M.text]
     full, n_words = signatures(texts, num_perm=32, seed=3, k=3)

@@ -59,10 +59,6 @@ def _words(texts: pl.Series) -> tuple[pl.Series, np.ndarray]:
     return words.explode().drop_nulls(), n_words
 
 
-def _dense(codes: np.ndarray) -> np.ndarray:
-    return np.unique(codes, return_inverse=True)[1].astype(np.int64).reshape(-1)
-
-
 def _distinct(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inverse, one): ``inverse[i]`` numbers ``code[i]`` among the distinct values (dense, in value
     order) and ``code[one[j]]`` is the j-th distinct value (some occurrence of it). Polars' integer
@@ -97,7 +93,7 @@ def _shingles(texts: pl.Series, k: int, min_words: int = 0):
     code = wc[starts]
     for j in range(1, k):
         if int(code.max(initial=0)) + 1 > (np.iinfo(np.int64).max - width) // width:
-            code = _dense(code)
+            code = _distinct(code)[0]  # renumbered densely, in value order
         code = code * width + wc[starts + j]
     inverse, first = _distinct(code)
     pos = starts[first]
